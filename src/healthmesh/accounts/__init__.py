@@ -1,0 +1,1 @@
+"""Accounts: users, roles and scopes, sessions, API tokens and login auditing."""

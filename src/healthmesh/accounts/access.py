@@ -1,0 +1,120 @@
+"""Who may do what, where. Pure: no database, no web.
+
+A user has one role and one scope. The role grants permissions; the scope (the region, one
+jurisdiction or one facility) limits which members' non-public data those permissions reach.
+Every API route declares the permission it needs (`healthmesh.web.deps.require`); services then
+check the scope against the object they touch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    REGIONAL_COORDINATOR = "regional_coordinator"
+    NATIONAL_FOCAL_POINT = "national_focal_point"
+    FACILITY_MANAGER = "facility_manager"
+    CLINICIAN = "clinician"
+    RESEARCHER = "researcher"
+    AUDITOR = "auditor"
+
+
+class ScopeKind(StrEnum):
+    REGION = "region"
+    JURISDICTION = "jurisdiction"
+    FACILITY = "facility"
+
+
+class Permission(StrEnum):
+    REGISTRY_READ = "registry:read"
+    JURISDICTION_WRITE = "jurisdiction:write"
+    PRODUCT_WRITE = "product:write"
+    FACILITY_WRITE = "facility:write"
+    REGULATORY_WRITE = "regulatory:write"
+    USER_READ = "user:read"
+    USER_WRITE = "user:write"
+    AUDIT_READ = "audit:read"
+    SELF = "self"  # one's own profile, sessions and tokens
+
+
+_EVERYONE = frozenset({Permission.REGISTRY_READ, Permission.SELF})
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.REGIONAL_COORDINATOR: _EVERYONE
+    | {
+        Permission.JURISDICTION_WRITE,
+        Permission.PRODUCT_WRITE,
+        Permission.FACILITY_WRITE,
+        Permission.USER_READ,
+    },
+    Role.NATIONAL_FOCAL_POINT: _EVERYONE
+    | {Permission.FACILITY_WRITE, Permission.REGULATORY_WRITE, Permission.USER_READ, Permission.USER_WRITE},
+    Role.FACILITY_MANAGER: _EVERYONE | {Permission.FACILITY_WRITE},
+    Role.CLINICIAN: _EVERYONE,
+    Role.RESEARCHER: _EVERYONE,
+    Role.AUDITOR: _EVERYONE | {Permission.USER_READ, Permission.AUDIT_READ},
+}
+
+ROLE_SCOPES: dict[Role, frozenset[ScopeKind]] = {
+    Role.ADMIN: frozenset({ScopeKind.REGION}),
+    Role.REGIONAL_COORDINATOR: frozenset({ScopeKind.REGION}),
+    Role.AUDITOR: frozenset({ScopeKind.REGION}),
+    Role.NATIONAL_FOCAL_POINT: frozenset({ScopeKind.JURISDICTION}),
+    Role.RESEARCHER: frozenset({ScopeKind.REGION, ScopeKind.JURISDICTION}),
+    Role.FACILITY_MANAGER: frozenset({ScopeKind.FACILITY}),
+    Role.CLINICIAN: frozenset({ScopeKind.FACILITY}),
+}
+
+#: Roles a national focal point may hand out inside its own jurisdiction.
+DELEGABLE_BY_FOCAL_POINT = frozenset(
+    {Role.NATIONAL_FOCAL_POINT, Role.FACILITY_MANAGER, Role.CLINICIAN, Role.RESEARCHER}
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated actor of a request or command."""
+
+    user_id: int
+    username: str
+    role: Role
+    jurisdiction_id: int | None = None
+    facility_id: int | None = None
+
+    @property
+    def scope(self) -> ScopeKind:
+        if self.facility_id is not None:
+            return ScopeKind.FACILITY
+        if self.jurisdiction_id is not None:
+            return ScopeKind.JURISDICTION
+        return ScopeKind.REGION
+
+    def has(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+    def covers_jurisdiction(self, jurisdiction_id: int) -> bool:
+        """May act on this member's data as a whole (a facility scope never may)."""
+        if self.scope is ScopeKind.REGION:
+            return True
+        return self.scope is ScopeKind.JURISDICTION and self.jurisdiction_id == jurisdiction_id
+
+    def covers_facility(self, facility_id: int, facility_jurisdiction_id: int) -> bool:
+        if self.scope is ScopeKind.FACILITY:
+            return self.facility_id == facility_id
+        return self.covers_jurisdiction(facility_jurisdiction_id)
+
+    def can_assign(self, role: Role, jurisdiction_id: int | None) -> bool:
+        """May give an account this role in this jurisdiction (None: region-wide)."""
+        if not self.has(Permission.USER_WRITE):
+            return False
+        if self.scope is ScopeKind.REGION:
+            return True
+        return (
+            role in DELEGABLE_BY_FOCAL_POINT
+            and jurisdiction_id is not None
+            and self.covers_jurisdiction(jurisdiction_id)
+        )

@@ -1,0 +1,217 @@
+"""The `healthmesh` command line (Typer). Each command is one unit of work: it commits once at
+the end or changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from healthmesh import migrate
+from healthmesh.accounts.access import Principal, Role
+from healthmesh.config import Settings, load_settings
+from healthmesh.db import make_engine, make_sessionmaker, unit_of_work
+from healthmesh.errors import DomainError
+
+app = typer.Typer(help="HealthMesh: cross-border medical resource integration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+
+console = Console()
+err = Console(stderr=True)
+
+#: The operator at the command line has the database in hand; imports run with full rights
+#: unless `--as USER` narrows them to that user's role and scope.
+OPERATOR = Principal(user_id=0, username="operator", role=Role.ADMIN)
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    settings.ensure_data_dir()
+    return settings
+
+
+def _fail(exc: DomainError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Create or migrate the schema to the latest revision."""
+    settings = _settings()
+    migrate.upgrade(settings.effective_database_url, revision)
+    console.print(f"database at {revision}: {settings.effective_database_url.split('@')[-1]}")
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[Role, typer.Option(help="Role of the account")],
+    jurisdiction: Annotated[str | None, typer.Option(help="ISO3 of the member (national roles)")] = None,
+    facility: Annotated[str | None, typer.Option(help="Facility code (facility roles)")] = None,
+    full_name: Annotated[str, typer.Option()] = "",
+    email: Annotated[str, typer.Option()] = "",
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, envvar="HEALTHMESH_NEW_PASSWORD"
+        ),
+    ] = "",
+) -> None:
+    """Create a user account (the first administrator is made this way)."""
+    from pydantic import SecretStr, ValidationError
+
+    from healthmesh.accounts import service
+    from healthmesh.accounts.schemas import UserCreate
+
+    settings = _settings()
+    try:
+        data = UserCreate(
+            username=username,
+            password=SecretStr(password),
+            role=role,
+            jurisdiction=jurisdiction,
+            facility=facility,
+            full_name=full_name,
+            email=email,
+        )
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from None
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    try:
+        with unit_of_work(factory) as db:
+            user = service.create_user(db, None, data)
+            console.print(f"created {user.username} ({user.role.value})")
+    except DomainError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("import")
+def import_(
+    kind: Annotated[
+        str, typer.Argument(help="jurisdictions, facilities, products, authorisations or recognitions")
+    ],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_user: Annotated[str | None, typer.Option("--as", help="Apply this user's role and scope")] = None,
+) -> None:
+    """Import a CSV list; the whole file is checked first and any bad line changes nothing."""
+    from healthmesh.accounts.models import User
+    from healthmesh.registry import transfer
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    try:
+        csv_kind = transfer.get_kind(kind)
+        text = file.read_text(encoding="utf-8-sig")
+        total = max(text.count("\n") - 1, 0)
+        with unit_of_work(factory) as db:
+            actor = OPERATOR
+            if as_user is not None:
+                user = db.scalar(select(User).where(User.username == as_user))
+                if user is None:
+                    raise typer.BadParameter(f"no user {as_user!r}", param_hint="--as")
+                actor = user.principal()
+            with _progress() as progress:
+                task = progress.add_task(f"importing {kind}", total=total)
+                report = transfer.import_csv(
+                    db, actor, csv_kind, text, progress=lambda done: progress.update(task, completed=done)
+                )
+    except DomainError as exc:
+        raise _fail(exc) from None
+    console.print(f"{report.kind}: {report.created} created, {report.updated} updated")
+
+
+@app.command("export")
+def export(
+    kind: Annotated[
+        str, typer.Argument(help="jurisdictions, facilities, products, authorisations or recognitions")
+    ],
+    out: Annotated[Path | None, typer.Option(help="File to write; standard output if omitted")] = None,
+) -> None:
+    """Export a registry list as CSV (the same columns the import takes)."""
+    from healthmesh.registry import transfer
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    try:
+        with unit_of_work(factory) as db:
+            text = transfer.export_csv(db, transfer.get_kind(kind))
+    except DomainError as exc:
+        raise _fail(exc) from None
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+) -> None:
+    """Serve the API and the console (migrating the schema first)."""
+    import uvicorn
+
+    settings = _settings()
+    migrate.upgrade(settings.effective_database_url)
+    uvicorn.run("healthmesh.web.asgi:app", host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command("demo")
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the generated demo region")] = 2026,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve once seeded")] = True,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Create and seed the demo region (if the database is empty), print the logins, and serve."""
+    from healthmesh.demo import seed as demo_seed
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    migrate.upgrade(settings.effective_database_url)
+    factory = make_sessionmaker(engine)
+    if demo_seed.is_seeded(factory):
+        console.print("demo region already present; not seeding again")
+    else:
+        with unit_of_work(factory) as db, _progress() as progress:
+            summary = demo_seed.seed_demo(db, seed=seed, progress=progress)
+        console.print(
+            f"seeded {summary.jurisdictions} members, {summary.facilities} facilities, "
+            f"{summary.products} products, {summary.authorisations} authorisations"
+        )
+    table = Table(title=f"Demo logins (password for all: {demo_seed.DEMO_PASSWORD})")
+    for column in ("username", "role", "scope"):
+        table.add_column(column)
+    for username, role, scope in demo_seed.demo_logins(factory):
+        table.add_row(username, role, scope)
+    console.print(table)
+    if serve_after:
+        console.print(f"serving on http://{host}:{port}  (API explorer: http://{host}:{port}/docs)")
+        serve(host=host, port=port, workers=1)
+
+
+if __name__ == "__main__":
+    app()

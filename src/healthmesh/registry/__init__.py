@@ -1,0 +1,1 @@
+"""Registry: members (jurisdictions), facilities, products and their regulatory status."""

@@ -1,0 +1,1 @@
+"""The web adapter: the FastAPI application, its dependencies, problem details and pages."""

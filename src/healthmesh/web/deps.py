@@ -1,0 +1,114 @@
+"""Request dependencies: the one transaction per request, settings, and who is asking.
+
+`get_db` is the single place a request's transaction commits: after the endpoint returned
+without error (scope="function", so a failed commit still turns into an error response).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from healthmesh.accounts import service as accounts
+from healthmesh.accounts.access import Permission, Principal
+from healthmesh.config import Settings
+from healthmesh.errors import PermissionDenied, Unauthenticated
+
+SESSION_COOKIE = "hm_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    session: Session = request.app.state.sessionmaker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def csrf_token_for(settings: Settings, session_token: str) -> str:
+    """Bound to the session, so a token stolen from one session is useless in another."""
+    key = settings.effective_secret_key().encode()
+    return hmac.new(key, b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def current_principal(request: Request, db: DbSession, settings: AppSettings) -> Principal:
+    """The caller, from an API token (Bearer) or a browser session cookie (with CSRF on writes)."""
+    token = _bearer(request)
+    if token is not None:
+        user = accounts.token_user(db, token)
+        if user is None:
+            raise Unauthenticated("invalid, expired or revoked API token")
+    else:
+        raw = request.cookies.get(SESSION_COOKIE)
+        found = accounts.session_user(db, raw) if raw else None
+        if found is None or raw is None:
+            raise Unauthenticated("sign in, or send an API token as 'Authorization: Bearer ...'")
+        user = found[0]
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent, csrf_token_for(settings, raw)):
+                raise PermissionDenied(f"missing or wrong {CSRF_HEADER} header")
+    principal = user.principal()
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """A dependency that admits only callers holding `permission`. Every protected route uses one;
+    the access-matrix test reads `required_permission` off the route's dependencies."""
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.has(permission):
+            raise PermissionDenied(f"your role ({principal.role.value}) may not do this ({permission.value})")
+        return principal
+
+    dependency.required_permission = permission  # type: ignore[attr-defined]
+    dependency.__name__ = f"require_{permission.name.lower()}"
+    return dependency
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Rows to skip")] = 0,
+) -> tuple[int, int]:
+    return limit, offset
+
+
+Page = Annotated[tuple[int, int], Depends(page_params)]
+
+
+def public_route() -> None:
+    """Marks a route that needs no sign-in (login, health, the transparency log's public API)."""
+
+
+public_route.public = True  # type: ignore[attr-defined]
+Public = Depends(public_route)
