@@ -389,3 +389,19 @@ def actors(db: Session, region: Region) -> dict[str, Actor]:
         out[name] = Actor(user.principal(), raw)
     db.flush()
     return out
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, unmigrated database for tests that commit (the CLI): a file, or a new PG database."""
+    if request.param == "sqlite":
+        yield f"sqlite+pysqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    name = f"healthmesh_fresh_{os.getpid()}_{secrets.token_hex(3)}"
+    url, admin = _postgres_database(name)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -14,7 +14,7 @@ from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Principal
-from healthmesh.errors import InvalidInput, NotFound, PermissionDenied
+from healthmesh.errors import FieldError, InvalidInput, NotFound, PermissionDenied
 from healthmesh.registry import eligibility
 from healthmesh.registry.enums import AuthorisationStatus, FacilityKind, IncomeGroup, ProductCategory
 from healthmesh.registry.models import (
@@ -87,6 +87,10 @@ def _require_member(db: Session, iso3: str, field: str = "jurisdiction") -> Juri
     if jurisdiction is None:
         raise InvalidInput.on(field, f"{iso3} is not a member of the region")
     return jurisdiction
+
+
+def _out_of_scope(message: str) -> PermissionDenied:
+    return PermissionDenied(message, [FieldError("jurisdiction", message)])
 
 
 def _apply(obj: object, values: dict[str, Any]) -> None:
@@ -189,7 +193,7 @@ def upsert_facility(db: Session, actor: Principal, data: FacilityCreate) -> tupl
     facility = facility_by_code(db, data.code)
     if facility is None:
         if not actor.covers_jurisdiction(jurisdiction.id):
-            raise PermissionDenied(f"you may not register facilities in {jurisdiction.iso3}")
+            raise _out_of_scope(f"you may not register facilities in {jurisdiction.iso3}")
         facility = Facility(code=data.code)
         db.add(facility)
         created = True
@@ -352,7 +356,7 @@ def upsert_authorisation(
     if data.relied_on_authority:
         _require_authority(db, data.relied_on_authority, "relied_on_authority")
     if not actor.covers_jurisdiction(jurisdiction.id):
-        raise PermissionDenied(f"you may not record regulatory decisions of {jurisdiction.iso3}")
+        raise _out_of_scope(f"you may not record regulatory decisions of {jurisdiction.iso3}")
     row = db.scalar(
         select(Authorisation).where(
             Authorisation.product_id == product.id,
@@ -386,7 +390,7 @@ def upsert_recognition(
     jurisdiction = _require_member(db, data.jurisdiction)
     _require_authority(db, data.recognised_authority, "recognised_authority")
     if not actor.covers_jurisdiction(jurisdiction.id):
-        raise PermissionDenied(f"you may not record recognition agreements of {jurisdiction.iso3}")
+        raise _out_of_scope(f"you may not record recognition agreements of {jurisdiction.iso3}")
     row = db.scalar(
         select(RecognitionAgreement).where(
             RecognitionAgreement.jurisdiction_id == jurisdiction.id,

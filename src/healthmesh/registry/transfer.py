@@ -45,11 +45,14 @@ class CsvKind:
     key: Callable[[Any], tuple[Any, ...]]
     upsert: Callable[[Session, Principal, Any], tuple[Any, bool]]
     permission: Permission
+    key_fields: tuple[str, ...]
     list_columns: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def columns(self) -> list[str]:
-        return list(self.schema.model_fields)
+        """The natural key first, then the other fields in schema order."""
+        rest = [name for name in self.schema.model_fields if name not in self.key_fields]
+        return [*self.key_fields, *rest]
 
     @property
     def required(self) -> list[str]:
@@ -65,6 +68,7 @@ KINDS: dict[str, CsvKind] = {
             JurisdictionOut,
             Jurisdiction,
             key=lambda row: (row.iso3,),
+            key_fields=("iso3",),
             upsert=lambda db, _actor, row: service.upsert_jurisdiction(db, row),
             permission=Permission.JURISDICTION_WRITE,
             list_columns=frozenset({"blocs", "time_zones"}),
@@ -75,6 +79,7 @@ KINDS: dict[str, CsvKind] = {
             FacilityOut,
             Facility,
             key=lambda row: (row.code,),
+            key_fields=("code",),
             upsert=service.upsert_facility,
             permission=Permission.FACILITY_WRITE,
         ),
@@ -84,6 +89,7 @@ KINDS: dict[str, CsvKind] = {
             ProductOut,
             Product,
             key=lambda row: (row.code,),
+            key_fields=("code",),
             upsert=lambda db, _actor, row: service.upsert_product(db, row),
             permission=Permission.PRODUCT_WRITE,
         ),
@@ -93,6 +99,7 @@ KINDS: dict[str, CsvKind] = {
             AuthorisationOut,
             Authorisation,
             key=lambda row: (row.product, row.jurisdiction, row.valid_from),
+            key_fields=("product", "jurisdiction", "valid_from"),
             upsert=service.upsert_authorisation,
             permission=Permission.REGULATORY_WRITE,
         ),
@@ -102,6 +109,7 @@ KINDS: dict[str, CsvKind] = {
             RecognitionOut,
             RecognitionAgreement,
             key=lambda row: (row.jurisdiction, row.recognised_authority, row.valid_from),
+            key_fields=("jurisdiction", "recognised_authority", "valid_from"),
             upsert=service.upsert_recognition,
             permission=Permission.REGULATORY_WRITE,
             list_columns=frozenset({"categories"}),
@@ -144,11 +152,27 @@ def _duplicates(kind: CsvKind, parsed: Sequence[Any]) -> list[FieldError]:
     for row in parsed:
         key = kind.key(row.model)
         if key in seen:
-            first = kind.columns[0]
+            first = kind.key_fields[0]
             errors.append(FieldError(first, f"same record as line {seen[key]}", row.line))
         else:
             seen[key] = row.line
     return errors
+
+
+def _apply_row(
+    db: Session, actor: Principal, kind: CsvKind, model: Any, line: int
+) -> tuple[bool, list[FieldError]]:
+    """Upsert one row in a savepoint: (created?, errors tagged with the line)."""
+    savepoint = db.begin_nested()
+    try:
+        _, created = kind.upsert(db, actor, model)
+    except DomainError as exc:
+        savepoint.rollback()
+        return False, [FieldError(e.field, e.message, line) for e in exc.errors] or [
+            FieldError(kind.key_fields[0], exc.detail, line)
+        ]
+    savepoint.commit()
+    return created, []
 
 
 def import_csv(
@@ -166,23 +190,18 @@ def import_csv(
     errors += row_errors + _duplicates(kind, parsed)
     if not actor.has(kind.permission):
         raise PermissionDenied(f"you may not import {kind.name}")
+    skip = {error.line for error in errors}
     created = updated = 0
-    if not errors:
-        for done, row in enumerate(parsed, start=1):
-            savepoint = db.begin_nested()
-            try:
-                _, is_new = kind.upsert(db, actor, row.model)
-                savepoint.commit()
-            except DomainError as exc:
-                savepoint.rollback()
-                errors += [FieldError(e.field, e.message, row.line) for e in exc.errors] or [
-                    FieldError("row", exc.detail, row.line)
-                ]
-                continue
-            created += is_new
-            updated += not is_new
-            if progress is not None:
-                progress(done)
+    for done, row in enumerate(parsed, start=1):
+        if row.line in skip:
+            continue
+        created_row, problems = _apply_row(db, actor, kind, row.model, row.line)
+        errors += problems
+        if not problems:
+            created += created_row
+            updated += not created_row
+        if progress is not None:
+            progress(done)
     if errors:
         errors.sort(key=lambda error: (error.line or 0, error.field))
         raise InvalidInput(f"{kind.name}: {len(errors)} problem(s); nothing was imported", errors)
