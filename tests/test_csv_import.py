@@ -129,7 +129,10 @@ def test_export_then_import_round_trips_every_list(
 
 def test_import_updates_by_natural_key(client: TestClient, actors: dict[str, Actor], db: Session) -> None:
     gtin = make_gtin("0614141", 777)
-    header = "code,gtin,name,category,unit_of_issue,pack_size,storage_condition,min_temp_c,max_temp_c,shelf_life_days\n"
+    header = (
+        "code,gtin,name,category,unit_of_issue,pack_size,storage_condition,"
+        "min_temp_c,max_temp_c,shelf_life_days\n"
+    )
     first = header + f"CON-SYR-AD05,{gtin},AD syringe 0.5 ml,consumable,box,100,ambient,0,35,1825\n"
     assert _upload(client, "products", first, actors["coordinator"])[1]["created"] == 1
     second = header + f"CON-SYR-AD05,{gtin},AD syringe 0.5 ml,consumable,box,200,ambient,0,35,1825\n"
