@@ -192,3 +192,19 @@ def test_openapi_lists_the_registry(client: TestClient, region: Region) -> None:
     assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in docs.text
     assert "cdn" not in docs.text.lower()
     assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+
+
+def test_home_page_shows_the_region_without_signing_in(client: TestClient, region: Region) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Lao PDR" in response.text
+    assert "71,702,435" in response.text
+    assert "Content-Security-Policy" in response.headers
+    assert "http://" not in response.text.replace("http://testserver", "")
+    assert "https://" not in response.text
+
+
+def test_healthz_reports_the_registry_size(client: TestClient, region: Region) -> None:
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["registry"] == {"jurisdictions": 3, "facilities": 4, "products": 3}

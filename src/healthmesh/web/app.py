@@ -8,7 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
@@ -17,6 +19,7 @@ from healthmesh.accounts.api import router as accounts_router
 from healthmesh.config import Settings, load_settings
 from healthmesh.db import make_engine, make_sessionmaker
 from healthmesh.registry.api import router as registry_router
+from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.web import problems
 from healthmesh.web.deps import DbSession, Public
@@ -67,7 +70,56 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     return app
 
 
+def _region_overview(db: Session) -> tuple[dict[str, int], list[dict[str, object]]]:
+    """Public headline figures of the registry for the landing page."""
+    per_member: dict[int, int] = {
+        jurisdiction_id: count
+        for jurisdiction_id, count in db.execute(
+            select(Facility.jurisdiction_id, func.count()).group_by(Facility.jurisdiction_id)
+        )
+    }
+    members = [
+        {
+            "iso3": j.iso3,
+            "name": j.name,
+            "income_group": j.income_group,
+            "population": j.population,
+            "facilities": per_member.get(j.id, 0),
+        }
+        for j in db.scalars(select(Jurisdiction).order_by(Jurisdiction.name))
+    ]
+    counts = {
+        "jurisdictions": len(members),
+        "facilities": sum(per_member.values()),
+        "depots": db.scalar(
+            select(func.count())
+            .select_from(Facility)
+            .where(Facility.kind == FacilityKind.REGIONAL_RESERVE_DEPOT)
+        )
+        or 0,
+        "products": db.scalar(select(func.count()).select_from(Product)) or 0,
+    }
+    return counts, members
+
+
 def _add_pages(app: FastAPI) -> None:
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+
+    @app.get("/", include_in_schema=False, dependencies=[Public])
+    def home(request: Request, db: DbSession) -> HTMLResponse:
+        counts, members = _region_overview(db)
+        settings = request.app.state.settings
+        return templates.TemplateResponse(
+            request,
+            "home.html",
+            {
+                "counts": counts,
+                "members": members,
+                "region_name": settings.region_name,
+                "version": healthmesh.__version__,
+            },
+        )
+
     @app.get("/docs", include_in_schema=False, dependencies=[Public])
     def docs() -> HTMLResponse:
         """Swagger UI from vendored assets: the API explorer works with no internet."""
