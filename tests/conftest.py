@@ -135,7 +135,9 @@ def client(db: Session, engine: Engine, settings: Settings) -> Iterator[TestClie
             raise
 
     app.dependency_overrides[get_db] = _db
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(
+        app, raise_server_exceptions=os.environ.get("HEALTHMESH_TEST_RAISE") == "1"
+    ) as test_client:
         yield test_client
 
 

@@ -1,7 +1,9 @@
 """Every domain's tables, imported in one place so the metadata (and Alembic) sees them all."""
 
 from healthmesh.accounts.models import ApiToken, LoginAttempt, User, WebSession
+from healthmesh.changes.models import ChangeEvent
 from healthmesh.db import Base
+from healthmesh.needs.models import Need, NeedTransition
 from healthmesh.registry.models import (
     Authorisation,
     Facility,
@@ -10,17 +12,36 @@ from healthmesh.registry.models import (
     Product,
     RecognitionAgreement,
 )
+from healthmesh.supply.models import (
+    IngestBatch,
+    Lot,
+    LotBalance,
+    Pledge,
+    StockBalance,
+    StockEvent,
+    StockSnapshot,
+)
 
 __all__ = [
     "ApiToken",
     "Authorisation",
     "Base",
+    "ChangeEvent",
     "Facility",
+    "IngestBatch",
     "Jurisdiction",
     "JurisdictionBloc",
     "LoginAttempt",
+    "Lot",
+    "LotBalance",
+    "Need",
+    "NeedTransition",
+    "Pledge",
     "Product",
     "RecognitionAgreement",
+    "StockBalance",
+    "StockEvent",
+    "StockSnapshot",
     "User",
     "WebSession",
 ]

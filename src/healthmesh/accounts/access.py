@@ -37,26 +37,48 @@ class Permission(StrEnum):
     USER_READ = "user:read"
     USER_WRITE = "user:write"
     AUDIT_READ = "audit:read"
+    STOCK_READ = "stock:read"
+    STOCK_WRITE = "stock:write"
+    PLEDGE_WRITE = "pledge:write"
+    NEED_READ = "need:read"
+    NEED_WRITE = "need:write"
+    NEED_ENDORSE = "need:endorse"
     SELF = "self"  # one's own profile, sessions and tokens
 
 
 _EVERYONE = frozenset({Permission.REGISTRY_READ, Permission.SELF})
 
+_SUPPLY_READ = frozenset({Permission.STOCK_READ, Permission.NEED_READ})
+
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.REGIONAL_COORDINATOR: _EVERYONE
+    | _SUPPLY_READ
     | {
         Permission.JURISDICTION_WRITE,
         Permission.PRODUCT_WRITE,
         Permission.FACILITY_WRITE,
         Permission.USER_READ,
+        Permission.STOCK_WRITE,  # the regional reserve depots
     },
     Role.NATIONAL_FOCAL_POINT: _EVERYONE
-    | {Permission.FACILITY_WRITE, Permission.REGULATORY_WRITE, Permission.USER_READ, Permission.USER_WRITE},
-    Role.FACILITY_MANAGER: _EVERYONE | {Permission.FACILITY_WRITE},
-    Role.CLINICIAN: _EVERYONE,
-    Role.RESEARCHER: _EVERYONE,
-    Role.AUDITOR: _EVERYONE | {Permission.USER_READ, Permission.AUDIT_READ},
+    | _SUPPLY_READ
+    | {
+        Permission.FACILITY_WRITE,
+        Permission.REGULATORY_WRITE,
+        Permission.USER_READ,
+        Permission.USER_WRITE,
+        Permission.STOCK_WRITE,
+        Permission.PLEDGE_WRITE,
+        Permission.NEED_WRITE,
+        Permission.NEED_ENDORSE,
+    },
+    Role.FACILITY_MANAGER: _EVERYONE
+    | _SUPPLY_READ
+    | {Permission.FACILITY_WRITE, Permission.STOCK_WRITE, Permission.NEED_WRITE},
+    Role.CLINICIAN: _EVERYONE | _SUPPLY_READ | {Permission.NEED_WRITE},
+    Role.RESEARCHER: _EVERYONE | {Permission.STOCK_READ},
+    Role.AUDITOR: _EVERYONE | _SUPPLY_READ | {Permission.USER_READ, Permission.AUDIT_READ},
 }
 
 ROLE_SCOPES: dict[Role, frozenset[ScopeKind]] = {

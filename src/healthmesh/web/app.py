@@ -16,11 +16,14 @@ from starlette.responses import Response
 
 import healthmesh
 from healthmesh.accounts.api import router as accounts_router
+from healthmesh.changes.api import router as changes_router
 from healthmesh.config import Settings, load_settings
 from healthmesh.db import make_engine, make_sessionmaker
+from healthmesh.needs.api import router as needs_router
 from healthmesh.registry.api import router as registry_router
 from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
+from healthmesh.supply.api import router as supply_router
 from healthmesh.web import problems
 from healthmesh.web.deps import DbSession, Public
 
@@ -66,6 +69,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(accounts_router)
     app.include_router(registry_router)
+    app.include_router(supply_router)
+    app.include_router(needs_router)
+    app.include_router(changes_router)
     _add_pages(app)
     return app
 

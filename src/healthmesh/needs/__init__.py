@@ -1,0 +1,1 @@
+"""Needs: requests for supplies from facilities and members, endorsed nationally, met regionally."""

@@ -1,0 +1,269 @@
+"""Need use cases: raise, edit, submit, endorse or reject, cancel; list within scope."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from healthmesh.accounts.access import Permission, Principal, ScopeKind
+from healthmesh.changes.service import Change, publish
+from healthmesh.db import utcnow
+from healthmesh.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from healthmesh.needs.models import Need, NeedTransition
+from healthmesh.needs.schemas import NeedIn, NeedOut, NeedUpdate, TransitionOut
+from healthmesh.needs.workflow import Action, InvalidTransition, NeedStatus, Urgency, next_status
+from healthmesh.registry.models import Facility, Jurisdiction, Product
+
+
+def to_out(need: Need, with_history: bool = False) -> NeedOut:
+    return NeedOut(
+        id=need.id,
+        jurisdiction=need.jurisdiction.iso3,
+        facility=need.facility.code if need.facility else None,
+        product=need.product.code,
+        quantity=need.quantity,
+        urgency=need.urgency,
+        needed_by=need.needed_by,
+        justification=need.justification,
+        population_served=need.population_served,
+        status=need.status,
+        quantity_allocated=need.quantity_allocated,
+        quantity_fulfilled=need.quantity_fulfilled,
+        rejection_reason=need.rejection_reason,
+        external_id=need.external_id,
+        created_at=need.created_at,
+        history=[
+            TransitionOut(
+                from_status=t.from_status,
+                to_status=t.to_status,
+                by=t.actor.username if t.actor else None,
+                at=t.at,
+                note=t.note,
+            )
+            for t in need.history
+        ]
+        if with_history
+        else [],
+    )
+
+
+def _visible(stmt: Select[Need], actor: Principal) -> Select[Need]:
+    if actor.scope is ScopeKind.FACILITY:
+        return stmt.where(Need.facility_id == actor.facility_id)
+    if actor.scope is ScopeKind.JURISDICTION:
+        return stmt.where(Need.jurisdiction_id == actor.jurisdiction_id)
+    return stmt
+
+
+def _announce(db: Session, need: Need) -> None:
+    publish(
+        db,
+        [
+            Change(
+                "need",
+                need.jurisdiction_id,
+                need.facility_id,
+                {
+                    "need_id": need.id,
+                    "status": need.status.value,
+                    "product": need.product.code,
+                    "quantity": need.quantity,
+                    "quantity_allocated": need.quantity_allocated,
+                },
+            )
+        ],
+    )
+
+
+def transition(db: Session, need: Need, action: Action, actor: Principal | None, note: str = "") -> None:
+    """Move a need by `action`, recording who and when; an impossible move is a 409 naming why."""
+    try:
+        target = next_status(need.status, action)
+    except InvalidTransition as exc:
+        raise Conflict(str(exc), [FieldError("status", str(exc))]) from None
+    db.add(
+        NeedTransition(
+            need_id=need.id,
+            from_status=need.status,
+            to_status=target,
+            actor_id=actor.user_id if actor and actor.user_id else None,
+            note=note,
+        )
+    )
+    need.status = target
+    db.flush()
+    db.refresh(need, ["history"])
+    _announce(db, need)
+
+
+def _resolve_place(
+    db: Session, data: NeedIn, line: int | None = None
+) -> tuple[Jurisdiction, Facility | None]:
+    facility = None
+    if data.facility is not None:
+        facility = db.scalar(select(Facility).where(Facility.code == data.facility))
+        if facility is None:
+            raise InvalidInput.on("facility", f"unknown facility {data.facility!r}")
+        if data.jurisdiction and facility.jurisdiction.iso3 != data.jurisdiction:
+            raise InvalidInput.on("jurisdiction", f"{facility.code} is in {facility.jurisdiction.iso3}")
+        return facility.jurisdiction, facility
+    jurisdiction = db.scalar(select(Jurisdiction).where(Jurisdiction.iso3 == data.jurisdiction))
+    if jurisdiction is None:
+        raise InvalidInput.on("jurisdiction", f"{data.jurisdiction} is not a member of the region")
+    return jurisdiction, None
+
+
+def _may_act_for(actor: Principal, jurisdiction_id: int, facility_id: int | None) -> bool:
+    if facility_id is not None:
+        return actor.covers_facility(facility_id, jurisdiction_id)
+    return actor.covers_jurisdiction(jurisdiction_id)
+
+
+def create(db: Session, actor: Principal, data: NeedIn, *, today: date | None = None) -> Need:
+    jurisdiction, facility = _resolve_place(db, data)
+    product = db.scalar(select(Product).where(Product.code == data.product))
+    if product is None:
+        raise InvalidInput.on("product", f"unknown product {data.product!r}")
+    if not _may_act_for(actor, jurisdiction.id, facility.id if facility else None):
+        raise PermissionDenied(
+            "you may not raise needs for this place",
+            [FieldError("facility" if facility else "jurisdiction", "outside your scope")],
+        )
+    if data.needed_by < (today or date.today()):
+        raise InvalidInput.on("needed_by", "is in the past")
+    if data.external_id and db.scalar(select(Need.id).where(Need.external_id == data.external_id)):
+        raise Conflict("a need with this external id exists", [FieldError("external_id", "already used")])
+    need = Need(
+        jurisdiction=jurisdiction,
+        facility=facility,
+        product=product,
+        quantity=data.quantity,
+        urgency=data.urgency,
+        needed_by=data.needed_by,
+        justification=data.justification,
+        population_served=data.population_served,
+        external_id=data.external_id,
+        created_by=actor.user_id or None,
+        status=NeedStatus.DRAFT,
+    )
+    db.add(need)
+    db.flush()
+    db.add(
+        NeedTransition(
+            need_id=need.id, from_status=None, to_status=NeedStatus.DRAFT, actor_id=actor.user_id or None
+        )
+    )
+    db.flush()
+    if data.submit:
+        submit(db, actor, need)
+    else:
+        db.refresh(need, ["history"])
+        _announce(db, need)
+    return need
+
+
+def get(db: Session, actor: Principal, need_id: int) -> Need:
+    """A need the actor may see; others are not found (no existence leak)."""
+    need = db.scalar(_visible(select(Need).where(Need.id == need_id), actor))
+    if need is None:
+        raise NotFound(f"no need {need_id}")
+    return need
+
+
+def list_needs(
+    db: Session,
+    actor: Principal,
+    *,
+    status: Sequence[NeedStatus] | None,
+    jurisdiction: str | None,
+    facility: str | None,
+    product: str | None,
+    urgency: Urgency | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Need], int]:
+    stmt = _visible(select(Need), actor)
+    if status:
+        stmt = stmt.where(Need.status.in_(list(status)))
+    if jurisdiction:
+        stmt = stmt.where(
+            Need.jurisdiction_id
+            == select(Jurisdiction.id).where(Jurisdiction.iso3 == jurisdiction.upper()).scalar_subquery()
+        )
+    if facility:
+        stmt = stmt.where(
+            Need.facility_id == select(Facility.id).where(Facility.code == facility).scalar_subquery()
+        )
+    if product:
+        stmt = stmt.where(
+            Need.product_id == select(Product.id).where(Product.code == product).scalar_subquery()
+        )
+    if urgency:
+        stmt = stmt.where(Need.urgency == urgency)
+    total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = db.scalars(stmt.order_by(Need.id).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def _require_editor(actor: Principal, need: Need) -> None:
+    if not actor.has(Permission.NEED_WRITE) or not _may_act_for(
+        actor, need.jurisdiction_id, need.facility_id
+    ):
+        raise PermissionDenied("you may not change this need")
+
+
+def update(db: Session, actor: Principal, need_id: int, data: NeedUpdate) -> Need:
+    need = get(db, actor, need_id)
+    _require_editor(actor, need)
+    if need.status is not NeedStatus.DRAFT:
+        raise Conflict(
+            f"only a draft can be edited; this need is {need.status.value}",
+            [FieldError("status", "not a draft")],
+        )
+    for name, value in data.model_dump(exclude_unset=True).items():
+        if value is None:
+            raise InvalidInput.on(name, "may not be null")
+        setattr(need, name, value)
+    db.flush()
+    return need
+
+
+def submit(db: Session, actor: Principal, need: Need) -> Need:
+    _require_editor(actor, need)
+    transition(db, need, Action.SUBMIT, actor)
+    need.submitted_at = utcnow()
+    return need
+
+
+def endorse(db: Session, actor: Principal, need: Need) -> Need:
+    """The member's focal point vouches for the need; it then opens to regional allocation."""
+    if not actor.has(Permission.NEED_ENDORSE) or not actor.covers_jurisdiction(need.jurisdiction_id):
+        raise PermissionDenied("only the member's national focal point may endorse its needs")
+    transition(db, need, Action.ENDORSE, actor)
+    need.endorsed_by, need.endorsed_at = actor.user_id or None, utcnow()
+    transition(db, need, Action.OPEN, actor, "opened to regional allocation on endorsement")
+    return need
+
+
+def reject(db: Session, actor: Principal, need: Need, reason: str) -> Need:
+    if not actor.has(Permission.NEED_ENDORSE) or not actor.covers_jurisdiction(need.jurisdiction_id):
+        raise PermissionDenied("only the member's national focal point may reject its needs")
+    transition(db, need, Action.REJECT, actor, reason)
+    need.rejection_reason = reason
+    return need
+
+
+def cancel(db: Session, actor: Principal, need: Need, reason: str = "") -> Need:
+    endorser = actor.has(Permission.NEED_ENDORSE) and actor.covers_jurisdiction(need.jurisdiction_id)
+    if not endorser:
+        _require_editor(actor, need)
+    if need.quantity_allocated:
+        raise Conflict(
+            "part of this need is already allocated; release the allocation first",
+            [FieldError("status", "allocated")],
+        )
+    transition(db, need, Action.CANCEL, actor, reason)
+    return need

@@ -1,0 +1,1 @@
+"""Supply: lots, stock events and the balances derived from them, pledges, indicators."""

@@ -1,0 +1,141 @@
+"""API and import shapes of supply."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from healthmesh.registry.schemas import Code
+from healthmesh.supply.enums import EventKind, PledgeStatus
+
+
+def _utc(value: Any) -> Any:
+    """Accept a date, an aware datetime, or a naive one taken as UTC (CSV files rarely carry offsets)."""
+    if isinstance(value, str) and len(value) == 10:
+        value = date.fromisoformat(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+UtcDateTime = Annotated[datetime, BeforeValidator(_utc)]
+TRANSFERS = frozenset({EventKind.TRANSFER_OUT, EventKind.TRANSFER_IN})
+
+
+class StockEventIn(BaseModel):
+    """One stock movement at a facility. `quantity` is positive, except for adjustments (signed)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    facility: Code
+    product: Code
+    lot_number: str = Field(min_length=1, max_length=64)
+    expiry_date: date | None = None
+    kind: EventKind
+    quantity: int = Field(ge=-10_000_000, le=10_000_000)
+    occurred_at: UtcDateTime | None = None
+    reason: str = Field(default="", max_length=200)
+    reference: str = Field(default="", max_length=80)
+    counterpart_facility: Code | None = None
+    from_reservation: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind is EventKind.ADJUSTMENT:
+            if self.quantity == 0:
+                raise ValueError("quantity: an adjustment cannot be 0")
+            if not self.reason:
+                raise ValueError("reason: required for an adjustment")
+        elif self.quantity <= 0:
+            raise ValueError("quantity: must be positive")
+        if self.kind in TRANSFERS and not self.counterpart_facility:
+            raise ValueError("counterpart_facility: required for a transfer")
+        if self.from_reservation and self.kind not in {
+            EventKind.ISSUE,
+            EventKind.TRANSFER_OUT,
+            EventKind.EXPIRY_WRITEOFF,
+        }:
+            raise ValueError("from_reservation: only for stock leaving the facility")
+        return self
+
+
+class StockBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[StockEventIn] = Field(min_length=1, max_length=200_000)
+
+
+class BatchOut(BaseModel):
+    batch_id: int
+    events: int
+    replayed: bool
+
+
+class BalanceOut(BaseModel):
+    facility: str
+    jurisdiction: str
+    product: str
+    on_hand: int
+    reserved: int
+    pledged: int
+    available: int
+
+
+class LotOut(BaseModel):
+    facility: str
+    product: str
+    lot_number: str
+    expiry_date: date | None
+    on_hand: int
+    reserved: int
+
+
+class StockEventOut(BaseModel):
+    id: int
+    facility: str
+    product: str
+    lot_number: str
+    kind: EventKind
+    quantity: int
+    on_hand_delta: int
+    reserved_delta: int
+    reason: str
+    reference: str
+    counterpart_facility: str | None
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+class PledgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    facility: Code
+    product: Code
+    quantity: int = Field(gt=0)
+    valid_from: date
+    valid_to: date
+    note: str = Field(default="", max_length=300)
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.valid_to < self.valid_from:
+            raise ValueError("valid_to: the range ends before it starts")
+        return self
+
+
+class PledgeOut(BaseModel):
+    id: int
+    jurisdiction: str
+    facility: str
+    product: str
+    quantity: int
+    valid_from: date
+    valid_to: date
+    status: PledgeStatus
+    note: str

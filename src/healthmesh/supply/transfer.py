@@ -1,0 +1,61 @@
+"""CSV import of stock events: the documented columns, whole-file validation, then one batch.
+
+Columns (header names; order free): facility, product, lot_number, expiry_date (YYYY-MM-DD),
+kind (receipt, issue, adjustment, transfer_out, transfer_in, expiry_writeoff, reservation,
+release), quantity (positive; signed for adjustments), occurred_at (date or ISO date-time; no
+offset means UTC), reason (required for adjustments), reference, counterpart_facility (required
+for transfers), from_reservation (true/false).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from healthmesh.accounts.access import Principal
+from healthmesh.csvio import read_csv, validate_rows, write_csv
+from healthmesh.errors import InvalidInput
+from healthmesh.supply import ledger, service
+from healthmesh.supply.schemas import StockEventIn
+
+COLUMNS = list(StockEventIn.model_fields)
+REQUIRED = [name for name, info in StockEventIn.model_fields.items() if info.is_required()]
+
+
+def template() -> str:
+    return write_csv(COLUMNS, [])
+
+
+def import_events(
+    db: Session,
+    actor: Principal,
+    text: str,
+    *,
+    idempotency_key: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ledger.BatchResult:
+    """Check every line, then record the file as one batch; any bad line changes nothing.
+
+    Without an explicit key the file's own digest is the idempotency key, so importing the same
+    file twice (a re-sent email attachment, a retried upload) never counts its stock twice.
+    """
+    request_digest = ledger.digest(text.encode())
+    key = idempotency_key or f"csv:{request_digest}"
+    earlier = ledger.earlier_batch(db, key, request_digest)
+    if earlier is not None:
+        return ledger.BatchResult(earlier.id, earlier.events, replayed=True)
+    rows, errors = read_csv(text, columns=COLUMNS, required=REQUIRED)
+    parsed, row_errors = validate_rows(rows, StockEventIn)
+    errors += row_errors
+    if errors:
+        raise InvalidInput(f"{len(errors)} problem(s) in the file; nothing was recorded", errors)
+    return service.record(
+        db,
+        actor,
+        [(row.line, row.model) for row in parsed],
+        source="csv",
+        request_digest=request_digest,
+        idempotency_key=key,
+        progress=progress,
+    )
