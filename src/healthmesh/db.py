@@ -67,9 +67,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+WRITE_INTENT = "healthmesh_write"
+
+
 def _sqlite_begin(connection: Connection) -> None:
-    """Begin transactions ourselves: pysqlite's own handling breaks SAVEPOINT (SQLAlchemy recipe)."""
-    connection.exec_driver_sql("BEGIN")
+    """Begin transactions ourselves: pysqlite's own handling breaks SAVEPOINT (SQLAlchemy recipe).
+
+    A transaction that will write begins IMMEDIATE: it takes SQLite's single write lock up front
+    (waiting up to the busy timeout), so its reads are the state it writes on. A deferred one
+    could read, lose the race to another writer and fail with "database is locked".
+    """
+    immediate = connection.get_execution_options().get(WRITE_INTENT, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def begin_write(session: Session) -> None:
+    """Declare that this session's transaction will write (must come before its first query).
+    On SQLite this takes the write lock at BEGIN; on PostgreSQL rows are locked where needed."""
+    session.connection(execution_options={WRITE_INTENT: True})
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -94,6 +109,7 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction for a CLI command: commit on success, roll back on any error."""
     session = factory()
     try:
+        begin_write(session)
         yield session
         session.commit()
     except BaseException:

@@ -162,7 +162,7 @@ def _resolve_lots(db: Session, events: Sequence[EventInput], errors: list[FieldE
                     "expiry_date", f"lot {event.lot_number!r} expires on {expiry.isoformat()}", event.line
                 )
             )
-    if new_lots and not errors:
+    if new_lots:  # even when errors were found: the caller rolls back, and later checks still run
         now = utcnow()
         _insert_ignoring_duplicates(
             db,
@@ -208,8 +208,8 @@ def record_events(
         return BatchResult(batch.id, batch.events, replayed=True)
     errors: list[FieldError] = []
     lot_ids = _resolve_lots(db, events, errors)
-    if errors:
-        raise InvalidInput(f"{len(errors)} event(s) refused; nothing was recorded", errors)
+    refused_lines = {error.line for error in errors}
+    events = [e for e in events if e.line not in refused_lines]
     facility_lots = [
         (e.facility_id, e.product_id, lot_ids[(e.facility_id, e.product_id, e.lot_number)]) for e in events
     ]
@@ -255,6 +255,7 @@ def record_events(
         if progress is not None and index % 1000 == 0:
             progress(index)
     if errors:
+        errors.sort(key=lambda error: (error.line or 0, error.field))
         raise InvalidInput(f"{len(errors)} event(s) refused; nothing was recorded", errors)
     for chunk in _chunks(rows):
         db.execute(insert(StockEvent), list(chunk))

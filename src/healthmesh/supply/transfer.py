@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Principal
 from healthmesh.csvio import read_csv, validate_rows, write_csv
-from healthmesh.errors import InvalidInput
+from healthmesh.errors import FieldError, InvalidInput
 from healthmesh.supply import ledger, service
 from healthmesh.supply.schemas import StockEventIn
 
@@ -48,14 +48,34 @@ def import_events(
     rows, errors = read_csv(text, columns=COLUMNS, required=REQUIRED)
     parsed, row_errors = validate_rows(rows, StockEventIn)
     errors += row_errors
-    if errors:
-        raise InvalidInput(f"{len(errors)} problem(s) in the file; nothing was recorded", errors)
-    return service.record(
-        db,
-        actor,
-        [(row.line, row.model) for row in parsed],
-        source="csv",
-        request_digest=request_digest,
-        idempotency_key=key,
-        progress=progress,
-    )
+    items = [(row.line, row.model) for row in parsed]
+    if not errors:
+        return service.record(
+            db,
+            actor,
+            items,
+            source="csv",
+            request_digest=request_digest,
+            idempotency_key=key,
+            progress=progress,
+        )
+    errors += _later_problems(db, actor, items, request_digest)
+    errors.sort(key=lambda error: (error.line or 0, error.field))
+    raise InvalidInput(f"{len(errors)} problem(s) in the file; nothing was recorded", errors)
+
+
+def _later_problems(
+    db: Session, actor: Principal, items: list[tuple[int, StockEventIn]], request_digest: str
+) -> list[FieldError]:
+    """Run the well-formed lines through the ledger in a savepoint that is always rolled back, so a
+    file with unreadable lines still gets every reference and balance problem reported at once."""
+    if not items:
+        return []
+    savepoint = db.begin_nested()
+    try:
+        service.record(db, actor, items, source="csv-check", request_digest=request_digest)
+    except InvalidInput as exc:
+        return exc.errors
+    finally:
+        savepoint.rollback()
+    return []

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from healthmesh.accounts import service as accounts
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.config import Settings
+from healthmesh.db import begin_write
 from healthmesh.errors import PermissionDenied, Unauthenticated
 
 SESSION_COOKIE = "hm_session"
@@ -32,6 +33,8 @@ def get_settings(request: Request) -> Settings:
 def get_db(request: Request) -> Iterator[Session]:
     session: Session = request.app.state.sessionmaker()
     try:
+        if request.method not in SAFE_METHODS:
+            begin_write(session)
         yield session
         session.commit()
     except BaseException:
