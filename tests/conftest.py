@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -135,6 +136,7 @@ def client(db: Session, engine: Engine, settings: Settings) -> Iterator[TestClie
             raise
 
     app.dependency_overrides[get_db] = _db
+    app.state.stream_sessions = lambda: nullcontext(db)  # the stream reads the test's transaction
     with TestClient(
         app, raise_server_exceptions=os.environ.get("HEALTHMESH_TEST_RAISE") == "1"
     ) as test_client:

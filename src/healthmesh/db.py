@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Select, create_engine, event
 from sqlalchemy.engine import Dialect
@@ -18,7 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 #: Any SELECT, whatever its columns (for helpers that add WHERE clauses and hand it back).
-SelectT = TypeVar("SelectT", bound=Select[Unpack[tuple[Any, ...]]])
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.changes import service
@@ -24,6 +26,12 @@ router = APIRouter(prefix="/api/v1", tags=["changes"])
 
 KEEP_ALIVE_SECONDS = 15.0
 Subscriber = Annotated[Principal, Depends(require(Permission.STOCK_READ))]
+
+
+def get_sessionmaker(request: Request) -> Callable[[], AbstractContextManager[Session]]:
+    """Sessions for the stream's polls: each poll is its own short read, not the request's transaction."""
+    factory: Callable[[], AbstractContextManager[Session]] = request.app.state.stream_sessions
+    return factory
 
 
 def _frame(event_id: int, topic: str, payload: dict[str, object]) -> str:
@@ -42,7 +50,7 @@ async def stream(
     poll_seconds: Annotated[float, Query(ge=0.05, le=10)] = 1.0,
 ) -> StreamingResponse:
     """Stock and need changes you may see, as `text/event-stream`."""
-    factory = request.app.state.sessionmaker
+    factory = get_sessionmaker(request)
 
     def read(after_id: int) -> tuple[int, list[str]]:
         with factory() as db:
