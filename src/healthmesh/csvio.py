@@ -60,22 +60,25 @@ def read_csv(
     errors += [FieldError(name, "column appears twice", 1) for name in set(header) if header.count(name) > 1]
     if errors:
         return [], errors
-    listed = set(list_columns)
+    listed = [name for name in header if name in set(list_columns)]
+    width = len(header)
     rows: list[tuple[int, dict[str, Any]]] = []
     for cells in reader:
         line = reader.line_num
-        if not any(cell.strip() for cell in cells):
+        if len(cells) != width:
+            if cells and any(cell.strip() for cell in cells):
+                errors.append(FieldError("row", f"{len(cells)} cells, expected {width}", line))
             continue
-        if len(cells) != len(header):
-            errors.append(FieldError("row", f"{len(cells)} cells, expected {len(header)}", line))
+        values: dict[str, Any] = {
+            name: cell.strip() for name, cell in zip(header, cells, strict=True) if cell
+        }
+        for name in listed:
+            cell = values.pop(name, "")
+            values[name] = [item.strip() for item in cell.split(LIST_SEPARATOR) if item.strip()]
+        if not any(values.values()) and not listed:
             continue
-        values: dict[str, Any] = {}
-        for name, cell in zip(header, cells, strict=True):
-            cell = cell.strip()
-            if name in listed:
-                values[name] = [item.strip() for item in cell.split(LIST_SEPARATOR) if item.strip()]
-            elif cell:
-                values[name] = cell
+        for name in [name for name, value in values.items() if value == ""]:
+            del values[name]
         rows.append((line, values))
     return rows, errors
 

@@ -39,8 +39,8 @@ R = TypeVar("R", bound=Resource)
 
 
 def fhir_path(loc: Sequence[int | str], prefix: str = "") -> str:
-    """A pydantic location as a FHIR path: ('inventoryListing', 0, 'item', 2) -> inventoryListing[0].item[2]."""
-    out = prefix
+    """A pydantic location as a FHIR path: ('entry', 0, 'quantity') -> entry[0].quantity."""
+    out = prefix.rstrip(".")
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
@@ -60,10 +60,11 @@ def validation_errors(exc: ValidationError, prefix: str = "") -> list[FieldError
 def parse(model: type[R], body: Any, prefix: str = "") -> R:
     """Validate a resource with fhir.resources; every structural problem named by its path."""
     if not isinstance(body, dict):
-        raise InvalidInput.on(prefix or "resource", f"expected a FHIR {model.__name__} JSON object")
+        raise InvalidInput.on(fhir_path([], prefix), f"expected a FHIR {model.__name__} JSON object")
     if body.get("resourceType") != model.__name__:
         raise InvalidInput.on(
-            fhir_path(["resourceType"], prefix), f"expected {model.__name__}, got {body.get('resourceType')!r}"
+            fhir_path(["resourceType"], prefix),
+            f"expected {model.__name__}, got {body.get('resourceType')!r}",
         )
     try:
         return model.model_validate(body)

@@ -13,10 +13,10 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Insert, Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,10 +31,12 @@ from healthmesh.supply.models import IngestBatch, Lot, LotBalance, StockBalance,
 CHUNK = 500
 #: The projection tables for Core executemany updates (the ORM's bulk update wants whole rows by key).
 LOT_BALANCES = cast(Table, LotBalance.__table__)
+STOCK_EVENTS = cast(Table, StockEvent.__table__)
+
 STOCK_BALANCES = cast(Table, StockBalance.__table__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventInput:
     """One validated event with its references resolved to ids; `line` locates it in its source."""
 
@@ -192,6 +194,45 @@ def _lock_balances(db: Session, lot_ids: Sequence[int]) -> dict[int, rules.Balan
     return balances
 
 
+EVENT_COLUMNS = (
+    "lot_id",
+    "facility_id",
+    "product_id",
+    "kind",
+    "quantity",
+    "on_hand_delta",
+    "reserved_delta",
+    "reason",
+    "reference",
+    "counterpart_facility_id",
+    "occurred_at",
+    "recorded_at",
+    "recorded_by",
+    "batch_id",
+)
+assert set(EVENT_COLUMNS) == {c.name for c in STOCK_EVENTS.columns} - {"id"}, "stock_events changed"
+
+
+def _insert_events(db: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Driver-level executemany of plain tuples: at 100k rows SQLAlchemy's per-row parameter
+    compilation costs more than the insert itself. Values are already in storage form."""
+    connection = db.connection()
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO stock_events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 - our own column names
+        f"VALUES ({', '.join([marker] * len(EVENT_COLUMNS))})"
+    )
+    for start in range(0, len(rows), 5000):
+        connection.exec_driver_sql(sql, rows[start : start + 5000])
+
+
+def _row_converter(db: Session) -> Callable[[datetime], Any]:
+    """How `UTCDateTime` stores an aware datetime on this backend (see healthmesh.db)."""
+    if db.get_bind().dialect.name == "sqlite":
+        return lambda value: value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return lambda value: value.astimezone(UTC).replace(tzinfo=None)
+
+
 def record_events(
     db: Session,
     events: Sequence[EventInput],
@@ -223,8 +264,11 @@ def record_events(
     )
     balances = _lock_balances(db, [lot for _, _, lot in facility_lots])
     start = dict(balances)
-    rows: list[dict[str, Any]] = []
-    now = utcnow()
+    rows: list[tuple[Any, ...]] = []
+    stamp = _row_converter(db)
+    stamps: dict[datetime, Any] = {}  # many events share a time (a day's report): convert each once
+    now = stamp(utcnow())
+    batch_id = batch.id
     for index, (event, (_, _, lot_id)) in enumerate(zip(events, facility_lots, strict=True)):
         try:
             after = rules.apply(balances[lot_id], event.kind, event.quantity, event.from_reservation)
@@ -234,31 +278,33 @@ def record_events(
         on_hand_delta = after.on_hand - balances[lot_id].on_hand
         reserved_delta = after.reserved - balances[lot_id].reserved
         balances[lot_id] = after
+        occurred = stamps.get(event.occurred_at)
+        if occurred is None:
+            occurred = stamps[event.occurred_at] = stamp(event.occurred_at)
         rows.append(
-            {
-                "lot_id": lot_id,
-                "facility_id": event.facility_id,
-                "product_id": event.product_id,
-                "kind": event.kind,
-                "quantity": event.quantity,
-                "on_hand_delta": on_hand_delta,
-                "reserved_delta": reserved_delta,
-                "reason": event.reason,
-                "reference": event.reference,
-                "counterpart_facility_id": event.counterpart_facility_id,
-                "occurred_at": event.occurred_at,
-                "recorded_at": now,
-                "recorded_by": user_id,
-                "batch_id": batch.id,
-            }
-        )
+            (
+                lot_id,
+                event.facility_id,
+                event.product_id,
+                event.kind.value,
+                event.quantity,
+                on_hand_delta,
+                reserved_delta,
+                event.reason,
+                event.reference,
+                event.counterpart_facility_id,
+                occurred,
+                now,
+                user_id,
+                batch_id,
+            )
+        )  # in EVENT_COLUMNS order
         if progress is not None and index % 1000 == 0:
             progress(index)
     if errors:
         errors.sort(key=lambda error: (error.line or 0, error.field))
         raise InvalidInput(f"{len(errors)} event(s) refused; nothing was recorded", errors)
-    for chunk in _chunks(rows):
-        db.execute(insert(StockEvent), list(chunk))
+    _insert_events(db, rows)
     totals = _write_projections(db, facility_lots, start, balances)
     batch.events = len(rows)
     publish(db, _changes(events, totals))

@@ -62,12 +62,12 @@ class StockEvent(Base):
     on_hand_delta: Mapped[int] = mapped_column(Integer)
     reserved_delta: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(200), default="")
-    reference: Mapped[str] = mapped_column(String(80), default="", index=True)
+    reference: Mapped[str] = mapped_column(String(80), default="")
     counterpart_facility_id: Mapped[int | None] = mapped_column(ForeignKey("facilities.id"), nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batches.id"), nullable=True, index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_batches.id"), nullable=True)
 
 
 class LotBalance(Base):

@@ -8,7 +8,7 @@ reservation never exceeds what is on hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from healthmesh.supply.enums import INBOUND, OUTBOUND, EventKind
 
@@ -17,8 +17,9 @@ class RefusedMovement(ValueError):
     """The event would drive a balance negative or over-reserve; the message says by how much."""
 
 
-@dataclass(frozen=True)
-class Balance:
+class Balance(NamedTuple):
+    """A tuple, not a frozen dataclass: the ledger makes one per event, 100k at a time."""
+
     on_hand: int = 0
     reserved: int = 0
 

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from healthmesh.registry.schemas import Code
 from healthmesh.supply.enums import EventKind, PledgeStatus
 
 
-def _utc(value: Any) -> Any:
-    """Accept a date, an aware datetime, or a naive one taken as UTC (CSV files rarely carry offsets)."""
-    if isinstance(value, str) and len(value) == 10:
-        value = date.fromisoformat(value)
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def _utc(value: datetime) -> datetime:
+    """A date or naive date-time is taken as UTC (CSV files rarely carry offsets)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-UtcDateTime = Annotated[datetime, BeforeValidator(_utc)]
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
 TRANSFERS = frozenset({EventKind.TRANSFER_OUT, EventKind.TRANSFER_IN})
 
 
