@@ -29,8 +29,7 @@ from healthmesh.accounts.access import Principal, Role
 from healthmesh.config import Settings
 from healthmesh.db import make_sessionmaker, unit_of_work
 from healthmesh.registry.models import Facility, Product
-from healthmesh.supply import transfer
-from healthmesh.supply.enums import EventKind
+from healthmesh.supply import ledger, transfer
 from healthmesh.supply.models import Lot, StockEvent
 from healthmesh.web.app import create_app
 from healthmesh.web.deps import current_principal
@@ -118,13 +117,15 @@ def run_api(engine: Engine, events: list[dict[str, str]]) -> float:
 
 
 def run_bare(engine: Engine, events: list[dict[str, str]]) -> float:
-    """The same rows straight into stock_events: lots and ids resolved beforehand, not timed."""
+    """The same rows straight into stock_events with the same driver-level executemany the ledger
+    uses: lots created and ids resolved beforehand (not timed); no validation, no balance checks,
+    no projections, no change feed."""
     factory = make_sessionmaker(engine)
     with unit_of_work(factory) as db:
         facilities = {code: fid for code, fid in db.execute(select(Facility.code, Facility.id))}
         products = {code: pid for code, pid in db.execute(select(Product.code, Product.id))}
-        lots: dict[tuple[int, int, str], int] = {}
         now = datetime.now(UTC)
+        lots: dict[tuple[int, int, str], int] = {}
         for e in events:
             key = (facilities[e["facility"]], products[e["product"]], e["lot_number"])
             if key not in lots:
@@ -138,33 +139,32 @@ def run_bare(engine: Engine, events: list[dict[str, str]]) -> float:
                         "created_at": now,
                     },
                 ).scalar_one()
+        stamp = ledger._row_converter(db)
         rows = []
         for e in events:
             f, p = facilities[e["facility"]], products[e["product"]]
             quantity = int(e["quantity"])
-            receipt = e["kind"] == "receipt"
             rows.append(
-                {
-                    "lot_id": lots[(f, p, e["lot_number"])],
-                    "facility_id": f,
-                    "product_id": p,
-                    "kind": EventKind(e["kind"]),
-                    "quantity": quantity,
-                    "on_hand_delta": quantity if receipt else -quantity,
-                    "reserved_delta": 0,
-                    "reason": "",
-                    "reference": "",
-                    "counterpart_facility_id": None,
-                    "occurred_at": datetime.fromisoformat(e["occurred_at"]),
-                    "recorded_at": now,
-                    "recorded_by": None,
-                    "batch_id": None,
-                }
+                (
+                    lots[(f, p, e["lot_number"])],
+                    f,
+                    p,
+                    e["kind"],
+                    quantity,
+                    quantity if e["kind"] == "receipt" else -quantity,
+                    0,
+                    "",
+                    "",
+                    None,
+                    stamp(datetime.fromisoformat(e["occurred_at"])),
+                    stamp(now),
+                    None,
+                    None,
+                )
             )
     watch = Stopwatch()
     with unit_of_work(factory) as db:
-        for start in range(0, len(rows), 5000):
-            db.execute(insert(StockEvent), rows[start : start + 5000])
+        ledger._insert_events(db, rows)
     seconds = watch.seconds
     with factory() as db:
         assert db.scalar(select(func.count()).select_from(StockEvent)) == len(events)

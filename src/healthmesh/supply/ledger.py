@@ -344,6 +344,8 @@ def _write_projections(
     for lot, (f, p) in lot_owner.items():
         net[(f, p)][0] += end[lot].on_hand - start[lot].on_hand
         net[(f, p)][1] += end[lot].reserved - start[lot].reserved
+    if not net:
+        return {}
     now = utcnow()
     _insert_ignoring_duplicates(
         db,
