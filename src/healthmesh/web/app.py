@@ -17,9 +17,9 @@ from starlette.responses import Response
 import healthmesh
 from healthmesh.accounts.api import router as accounts_router
 from healthmesh.changes.api import router as changes_router
-from healthmesh.interop.api import router as fhir_router
 from healthmesh.config import Settings, load_settings
 from healthmesh.db import make_engine, make_sessionmaker
+from healthmesh.interop.api import router as fhir_router
 from healthmesh.needs.api import router as needs_router
 from healthmesh.registry.api import router as registry_router
 from healthmesh.registry.enums import FacilityKind
