@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from healthmesh import migrate
 from healthmesh.accounts.access import Principal, Role
@@ -23,6 +24,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+stock_app = typer.Typer(help="Stock events and snapshots.", no_args_is_help=True)
+app.add_typer(stock_app, name="stock")
+needs_app = typer.Typer(help="Needs (requests for supplies).", no_args_is_help=True)
+app.add_typer(needs_app, name="needs")
 
 console = Console()
 err = Console(stderr=True)
@@ -104,7 +109,6 @@ def import_(
     as_user: Annotated[str | None, typer.Option("--as", help="Apply this user's role and scope")] = None,
 ) -> None:
     """Import a CSV list; the whole file is checked first and any bad line changes nothing."""
-    from healthmesh.accounts.models import User
     from healthmesh.registry import transfer
 
     settings = _settings()
@@ -114,12 +118,7 @@ def import_(
         text = file.read_text(encoding="utf-8-sig")
         total = max(text.count("\n") - 1, 0)
         with unit_of_work(factory) as db:
-            actor = OPERATOR
-            if as_user is not None:
-                user = db.scalar(select(User).where(User.username == as_user))
-                if user is None:
-                    raise typer.BadParameter(f"no user {as_user!r}", param_hint="--as")
-                actor = user.principal()
+            actor = _actor(db, as_user)
             with _progress() as progress:
                 task = progress.add_task(f"importing {kind}", total=total)
                 report = transfer.import_csv(
@@ -152,6 +151,91 @@ def export(
     else:
         out.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
+
+
+def _actor(db: Session, as_user: str | None) -> Principal:
+    from healthmesh.accounts.models import User
+
+    if as_user is None:
+        return OPERATOR
+    user = db.scalar(select(User).where(User.username == as_user))
+    if user is None:
+        raise typer.BadParameter(f"no user {as_user!r}", param_hint="--as")
+    return user.principal()
+
+
+@stock_app.command("import")
+def stock_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_user: Annotated[str | None, typer.Option("--as", help="Apply this user's role and scope")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Defaults to the file's digest")] = None,
+) -> None:
+    """Import stock events from CSV; checked whole, any bad line changes nothing, never counted twice."""
+    from healthmesh.supply import transfer as stock_transfer
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    text = file.read_text(encoding="utf-8-sig")
+    try:
+        with unit_of_work(factory) as db, _progress() as progress:
+            task = progress.add_task("recording stock events", total=max(text.count("\n") - 1, 1))
+            result = stock_transfer.import_events(
+                db,
+                _actor(db, as_user),
+                text,
+                idempotency_key=idempotency_key,
+                progress=lambda done: progress.update(task, completed=done),
+            )
+    except DomainError as exc:
+        raise _fail(exc) from None
+    if result.replayed:
+        console.print(
+            f"already imported as batch {result.batch_id} ({result.events} events); nothing changed"
+        )
+    else:
+        console.print(f"recorded {result.events} events as batch {result.batch_id}")
+
+
+@stock_app.command("snapshot")
+def stock_snapshot(
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default today (UTC)")] = None,
+    days: Annotated[int, typer.Option(help="Also take the N-1 days before it (backfill)")] = 1,
+) -> None:
+    """Take the daily snapshot(s) of every facility x product for trend charts (re-taking replaces)."""
+    from datetime import date, timedelta
+
+    from healthmesh.supply import snapshots
+
+    last = date.fromisoformat(day) if day else date.today()
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    with unit_of_work(factory) as db, _progress() as progress:
+        task = progress.add_task("taking snapshots", total=days)
+        rows = 0
+        for offset in range(days - 1, -1, -1):
+            rows += snapshots.take_snapshot(db, last - timedelta(days=offset))
+            progress.advance(task)
+    console.print(f"{days} day(s) up to {last.isoformat()}: {rows} snapshot rows")
+
+
+@needs_app.command("import")
+def needs_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_user: Annotated[str | None, typer.Option("--as", help="Apply this user's role and scope")] = None,
+) -> None:
+    """Import needs from CSV; any bad line changes nothing."""
+    from healthmesh.needs import transfer as needs_transfer
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    try:
+        with unit_of_work(factory) as db:
+            created = needs_transfer.import_needs(
+                db, _actor(db, as_user), file.read_text(encoding="utf-8-sig")
+            )
+    except DomainError as exc:
+        raise _fail(exc) from None
+    console.print(f"created {created} needs")
 
 
 def _progress() -> Progress:

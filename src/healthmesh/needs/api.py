@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, File, Query, UploadFile, status
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from healthmesh.accounts.access import Permission, Principal
-from healthmesh.needs import service
+from healthmesh.errors import InvalidInput
+from healthmesh.needs import service, transfer
 from healthmesh.needs.schemas import NeedIn, NeedOut, NeedUpdate, RejectIn
 from healthmesh.needs.workflow import NeedStatus, Urgency
 from healthmesh.web.deps import DbSession, Page, require
@@ -24,6 +27,25 @@ Endorser = Annotated[Principal, Depends(require(Permission.NEED_ENDORSE))]
 def create_need(data: NeedIn, db: DbSession, actor: NeedWriter) -> NeedOut:
     """Raise a need (a draft, or submitted at once with `submit: true`)."""
     return service.to_out(service.create(db, actor, data), with_history=True)
+
+
+class NeedImportResult(BaseModel):
+    created: int
+
+
+@router.post("/import", response_model=NeedImportResult, status_code=status.HTTP_201_CREATED)
+def import_needs(db: DbSession, actor: NeedWriter, file: Annotated[UploadFile, File()]) -> NeedImportResult:
+    """Import needs from CSV (see the template); any bad line changes nothing."""
+    try:
+        text = file.file.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput.on("file", "not UTF-8 text") from None
+    return NeedImportResult(created=transfer.import_needs(db, actor, text))
+
+
+@router.get("/template.csv", response_class=PlainTextResponse)
+def needs_template(_: NeedReader) -> PlainTextResponse:
+    return PlainTextResponse(transfer.template(), media_type="text/csv")
 
 
 @router.get("", response_model=PageOut[NeedOut])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Header, Query, UploadFile, status
@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.errors import InvalidInput
 from healthmesh.registry import service as registry
-from healthmesh.supply import analytics, ledger, service, transfer
+from healthmesh.supply import analytics, ledger, service, snapshots, transfer
 from healthmesh.supply.schemas import (
     BalanceOut,
     BatchOut,
@@ -312,3 +312,59 @@ def shortages(
         )
         for r in rows[:limit]
     ]
+
+
+class ShareableOut(BaseModel):
+    product: str
+    product_name: str
+    reserve: int
+    pledged: int
+    pledges: int
+    total: int
+
+
+@router.get("/stock/shareable", response_model=list[ShareableOut])
+def shareable(
+    db: DbSession,
+    actor: StockReader,
+    product: str | None = None,
+    on: Annotated[date | None, Query(alias="date")] = None,
+) -> list[ShareableOut]:
+    """The regional pool per product: the reserve depots' available stock and active pledges, apart."""
+    rows = service.shareable_supply(db, actor, product=product, day=on or date.today())
+    return [ShareableOut(**row) for row in rows]
+
+
+class TrendOut(BaseModel):
+    day: date
+    on_hand: int
+    usable: int
+    expired: int
+    issued_in_window: int
+    facilities: int
+    facilities_stocked_out: int
+
+
+@router.get("/stock/trends", response_model=list[TrendOut])
+def trends(
+    db: DbSession,
+    actor: StockReader,
+    product: str,
+    jurisdiction: str | None = None,
+    facility: str | None = None,
+    days: Annotated[int, Query(ge=1, le=730)] = 84,
+    on: Annotated[date | None, Query(alias="date")] = None,
+) -> list[TrendOut]:
+    """A product's daily snapshots over the last `days`, summed over your scope (or a member or facility)."""
+    product_id, jurisdiction_id, facility_id = _ids(db, product, jurisdiction, facility)
+    assert product_id is not None
+    since = (on or date.today()) - timedelta(days=days - 1)
+    points = snapshots.trend(
+        db,
+        actor,
+        product_id=product_id,
+        since=since,
+        jurisdiction_id=jurisdiction_id,
+        facility_id=facility_id,
+    )
+    return [TrendOut(**vars(point)) for point in points]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from healthmesh.accounts.access import Principal, ScopeKind
 from healthmesh.db import SelectT, utcnow
 from healthmesh.errors import FieldError, InvalidInput, NotFound, PermissionDenied
+from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply import ledger, rules
 from healthmesh.supply.enums import PledgeStatus
@@ -436,3 +437,49 @@ def withdraw_pledge(db: Session, actor: Principal, pledge_id: int) -> PledgeOut:
     pledge.status = PledgeStatus.WITHDRAWN
     db.flush()
     return _pledge_out(pledge)
+
+
+# --- the shareable pool --------------------------------------------------------------------------
+
+
+def shareable_supply(
+    db: Session, actor: Principal, *, product: str | None, day: date
+) -> list[dict[str, Any]]:
+    """What the region can share, per product: stock at the regional reserve depots (available,
+    not reserved) and members' active pledges, kept apart. Region-wide roles see every member's
+    pledges; a member sees the reserve and its own pledges."""
+    depot_ids = select(Facility.id).where(Facility.kind == FacilityKind.REGIONAL_RESERVE_DEPOT)
+    reserve = (
+        select(StockBalance.product_id, func.sum(StockBalance.on_hand - StockBalance.reserved))
+        .where(StockBalance.facility_id.in_(depot_ids))
+        .group_by(StockBalance.product_id)
+    )
+    pledges = scoped(
+        select(Pledge.product_id, func.sum(Pledge.quantity), func.count()).where(
+            Pledge.status == PledgeStatus.ACTIVE, Pledge.valid_from <= day, Pledge.valid_to >= day
+        ),
+        actor,
+        Pledge.facility_id,
+    ).group_by(Pledge.product_id)
+    if product:
+        wanted = select(Product.id).where(Product.code == product).scalar_subquery()
+        reserve = reserve.where(StockBalance.product_id == wanted)
+        pledges = pledges.where(Pledge.product_id == wanted)
+    codes = {
+        pid: (code, name) for pid, code, name in db.execute(select(Product.id, Product.code, Product.name))
+    }
+    out: dict[int, dict[str, Any]] = {}
+    for product_id, quantity in db.execute(reserve):
+        out.setdefault(product_id, {"reserve": 0, "pledged": 0, "pledges": 0})["reserve"] = int(quantity)
+    for product_id, quantity, count in db.execute(pledges):
+        row = out.setdefault(product_id, {"reserve": 0, "pledged": 0, "pledges": 0})
+        row["pledged"], row["pledges"] = int(quantity), int(count)
+    return [
+        {
+            "product": codes[pid][0],
+            "product_name": codes[pid][1],
+            **row,
+            "total": row["reserve"] + row["pledged"],
+        }
+        for pid, row in sorted(out.items(), key=lambda item: codes[item[0]][0])
+    ]
