@@ -187,7 +187,10 @@ def test_needs_csv_import_is_all_or_nothing(
 ) -> None:
     header = "facility,product,quantity,urgency,needed_by,justification,submit\n"
     good = "THA-HO-0001,DX-AGRDT-25,2000,urgent,2099-01-31,outbreak testing,true\n"
-    bad = "THA-HO-0001,DX-AGRDT-25,-5,urgent,2099-01-31,,true\nLAO-HO-0001,DX-AGRDT-25,5,urgent,2099-01-31,,true\n"
+    bad = (
+        "THA-HO-0001,DX-AGRDT-25,-5,urgent,2099-01-31,,true\n"
+        "LAO-HO-0001,DX-AGRDT-25,5,urgent,2099-01-31,,true\n"
+    )
     refused = client.post(
         "/api/v1/needs/import",
         files={"file": ("needs.csv", header + good + bad, "text/csv")},
