@@ -1,0 +1,1 @@
+"""Allocation of the shared reserve: an explainable, equitable optimisation (HiGHS) and baselines."""

@@ -1,0 +1,335 @@
+"""The allocation engine: a linear (or, for whole units and packs, mixed-integer) programme per
+product, built as sparse matrices and solved with HiGHS through SciPy's `milp`.
+
+Lexicographic objectives, as the policy says:
+1. fairness: maximise the smallest fill rate t among the needs that can be served at all;
+2. efficiency: with every such need at least t filled, maximise weighted allocated units
+   (urgency x shortage severity x vulnerability), then prefer the earliest-expiring lots and the
+   shortest distance as tie-breakers.
+A population floor (when supply is scarce) and a member cap enter both stages as constraints; a
+floor that eligibility makes impossible is relaxed by a heavily penalised slack, never by making
+the round infeasible. Products are independent, so each is its own small programme: time grows
+with the number of needs, not with its square.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix
+
+from healthmesh.allocation import candidates as cand
+from healthmesh.allocation.model import (
+    Fairness,
+    NeedLine,
+    NeedResult,
+    Plan,
+    PlanLine,
+    Policy,
+    Reason,
+    Round,
+    SolverReport,
+)
+
+SLACK_COST = 10.0  # per unit of unmet floor: more than the whole fill-rate or efficiency gain of a unit
+EXPIRY_TIE = 1e-3
+DISTANCE_TIE = 1e-4
+FILL_TOLERANCE = 1e-6
+
+
+def need_weight(need: NeedLine, round_: Round, policy: Policy) -> float:
+    """Weighted need: urgency x shortage severity x vulnerability (income group)."""
+    urgency = policy.urgency_weights.get(need.urgency, 1.0)
+    coverage = need.coverage if need.coverage is not None else 1.0
+    severity = 1.0 + policy.severity_weight * max(0.0, 1.0 - min(coverage, 1.0))
+    member = round_.members.get(need.member)
+    vulnerability = policy.income_weights.get(member.income_group, 1.0) if member else 1.0
+    return urgency * severity * vulnerability
+
+
+@dataclass
+class ProductContext:
+    """What explanations need to know about a product's programme after solving."""
+
+    code: str
+    unit: int
+    supply: int
+    t: float
+    floors: dict[str, float] = field(default_factory=dict)
+    caps: dict[str, float] = field(default_factory=dict)
+    member_totals: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Solution:
+    units: NDArray[np.int64]
+    t: float
+    report: SolverReport
+
+
+class ProductProgramme:
+    """Columns: one per candidate pair (packs shipped), then t, then one floor slack per member."""
+
+    def __init__(self, round_: Round, policy: Policy, code: str, pairs: list[cand.Pair]) -> None:
+        started = time.perf_counter()
+        self.round, self.policy, self.code, self.pairs = round_, policy, code, pairs
+        info = round_.products[code]
+        self.unit = max(info.pack_size if policy.whole_units and not info.discrete else 1, 1)
+        lot_index = np.array([p.lot for p in pairs], dtype=np.int64)
+        need_index = np.array([p.need for p in pairs], dtype=np.int64)
+        self.lot_ids, lot_row = np.unique(lot_index, return_inverse=True)
+        self.need_ids, need_row = np.unique(need_index, return_inverse=True)
+        self.members = sorted({round_.needs[n].member for n in self.need_ids})
+        member_of_need = np.array([self.members.index(round_.needs[n].member) for n in self.need_ids])
+        member_row = member_of_need[need_row]
+        self.available = np.array([round_.lots[i].quantity for i in self.lot_ids], dtype=np.int64)
+        self.requested = np.array([round_.needs[n].quantity for n in self.need_ids], dtype=np.int64)
+        self.supply = int(self.available.sum())
+        p, n_lots, n_needs, n_members = len(pairs), len(self.lot_ids), len(self.need_ids), len(self.members)
+        self.t_col, self.slack0 = p, p + 1
+        self.n_cols = p + 1 + n_members
+        self.floors, self.caps = self._floors_and_caps(member_of_need)
+        columns = np.arange(p)
+        rows: list[NDArray[np.int64]] = []
+        cols: list[NDArray[np.int64]] = []
+        vals: list[NDArray[np.float64]] = []
+        lower: list[float] = []
+        upper: list[float] = []
+
+        def add(r: NDArray[np.int64], c: NDArray[np.int64], v: NDArray[np.float64]) -> None:
+            rows.append(r)
+            cols.append(c)
+            vals.append(v)
+
+        base = 0
+        add(base + lot_row, columns, np.ones(p))  # a lot ships at most what it has
+        lower += [0.0] * n_lots
+        upper += list((self.available // self.unit).astype(float))
+        base += n_lots
+        add(base + need_row, columns, np.ones(p))  # a need gets at most what it asked for
+        lower += [0.0] * n_needs
+        upper += list((self.requested // self.unit).astype(float))
+        base += n_needs
+        add(base + need_row, columns, np.full(p, float(self.unit)))  # fill rate >= t
+        add(base + np.arange(n_needs), np.full(n_needs, self.t_col), -self.requested.astype(float))
+        lower += [0.0] * n_needs
+        upper += [np.inf] * n_needs
+        base += n_needs
+        for m, member in enumerate(self.members):
+            mask = member_row == m
+            if member in self.caps:
+                add(np.full(int(mask.sum()), base), columns[mask], np.full(int(mask.sum()), float(self.unit)))
+                lower.append(0.0)
+                upper.append(self.caps[member])
+                base += 1
+            if member in self.floors:
+                add(np.full(int(mask.sum()), base), columns[mask], np.full(int(mask.sum()), float(self.unit)))
+                add(np.array([base]), np.array([self.slack0 + m]), np.array([1.0]))
+                lower.append(self.floors[member])
+                upper.append(np.inf)
+                base += 1
+        matrix = coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(base, self.n_cols)
+        ).tocsr()
+        self.constraint = LinearConstraint(matrix, np.array(lower), np.array(upper))
+        self.n_rows = base
+        ub_pairs = np.minimum(self.available[lot_row] // self.unit, self.requested[need_row] // self.unit)
+        self.upper_bounds = np.concatenate([ub_pairs.astype(float), [1.0], np.full(n_members, np.inf)])
+        self.integrality = np.concatenate(
+            [np.ones(p) if policy.whole_units else np.zeros(p), np.zeros(1 + n_members)]
+        )
+        weights = np.array([need_weight(round_.needs[n], round_, policy) for n in self.need_ids])
+        days_left = np.array([_days_left(round_, pair) for pair in pairs], dtype=np.float64)
+        distance = np.array([pair.distance_km for pair in pairs], dtype=np.float64)
+        self.efficiency = np.zeros(self.n_cols)
+        scale = float(self.unit)
+        self.efficiency[:p] = (
+            -(weights[need_row] / weights.max()) * scale
+            + (EXPIRY_TIE * scale / max(float(days_left.max()), 1.0)) * days_left
+            + (DISTANCE_TIE * scale / max(float(distance.max()), 1.0)) * distance
+        )
+        self.efficiency[self.slack0 :] = SLACK_COST
+        self.build_seconds = time.perf_counter() - started
+
+    def _floors_and_caps(
+        self, member_of_need: NDArray[np.int64]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        demand = {m: float(self.requested[member_of_need == i].sum()) for i, m in enumerate(self.members)}
+        caps = {}
+        if self.policy.cap_share < 1.0:
+            caps = {m: float(np.floor(self.policy.cap_share * self.supply)) for m in self.members}
+        floors = {}
+        scarce = self.supply < sum(demand.values())
+        if self.policy.floor_share > 0 and scarce:
+            population = {
+                m: self.round.members[m].population if m in self.round.members else 0 for m in self.members
+            }
+            total = sum(population.values()) or 1
+            for m in self.members:
+                share = self.policy.floor_share * self.supply * population[m] / total
+                floor = float(np.floor(min(share, demand[m], caps.get(m, np.inf)) / self.unit) * self.unit)
+                if floor > 0:
+                    floors[m] = floor
+        return floors, caps
+
+    def _run(
+        self, objective: NDArray[np.float64], t_lower: float
+    ) -> tuple[NDArray[np.float64], float, SolverReport]:
+        lower = np.zeros(self.n_cols)
+        lower[self.t_col] = t_lower
+        started = time.perf_counter()
+        result = milp(
+            objective,
+            integrality=self.integrality,
+            bounds=Bounds(lower, self.upper_bounds),
+            constraints=self.constraint,
+            options={"time_limit": self.policy.time_limit_seconds, "mip_rel_gap": 1e-6, "disp": False},
+        )
+        seconds = time.perf_counter() - started
+        if result.x is None:
+            raise RuntimeError(f"HiGHS found no solution for {self.code}: {result.message}")
+        bound = float(getattr(result, "mip_dual_bound", result.fun) or result.fun)
+        gap = float(getattr(result, "mip_gap", 0.0) or 0.0)
+        status = (
+            "optimal" if result.status == 0 else "time_limit" if result.status == 1 else str(result.status)
+        )
+        report = SolverReport(
+            status, self.build_seconds, seconds, self.n_cols, self.n_rows, float(result.fun), bound, gap
+        )
+        return np.asarray(result.x, dtype=float), float(result.fun), report
+
+    def solve(self) -> _Solution:
+        t = 0.0
+        reports = []
+        if self.policy.fairness is Fairness.MAXMIN_THEN_EFFICIENCY:
+            fairness = np.zeros(self.n_cols)
+            fairness[self.t_col] = -1.0
+            fairness[self.slack0 :] = SLACK_COST
+            x, _, report = self._run(fairness, 0.0)
+            reports.append(report)
+            t = max(float(x[self.t_col]) - FILL_TOLERANCE, 0.0)
+        x, _, report = self._run(self.efficiency, t)
+        reports.append(report)
+        packs = np.rint(x[: len(self.pairs)]) if self.policy.whole_units else x[: len(self.pairs)]
+        units = (packs * self.unit).astype(np.int64)
+        merged = SolverReport(
+            "optimal" if all(r.status == "optimal" for r in reports) else "time_limit",
+            self.build_seconds,
+            sum(r.seconds_solve for r in reports),
+            self.n_cols,
+            self.n_rows,
+            report.objective,
+            report.bound,
+            max(r.gap for r in reports),
+        )
+        return _Solution(units, t, merged)
+
+
+def _days_left(round_: Round, pair: cand.Pair) -> float:
+    """Shelf life left on arrival; lots without expiry count as ten years."""
+    expiry = round_.lots[pair.lot].expiry
+    return float((expiry - pair.arrival).days) if expiry is not None else 3650.0
+
+
+def allocate(round_: Round, policy: Policy) -> Plan:
+    """Solve the round under the policy and explain every need's result."""
+    found = cand.build(round_, policy)
+    by_product: dict[str, list[cand.Pair]] = defaultdict(list)
+    for pair in found.pairs:
+        by_product[round_.needs[pair.need].product].append(pair)
+    lines: list[PlanLine] = []
+    allocated: dict[int, int] = defaultdict(int)
+    contexts: dict[str, ProductContext] = {}
+    reports: list[SolverReport] = []
+    for code in sorted(by_product):
+        programme = ProductProgramme(round_, policy, code, by_product[code])
+        solution = programme.solve()
+        reports.append(solution.report)
+        context = ProductContext(
+            code, programme.unit, programme.supply, solution.t, programme.floors, programme.caps
+        )
+        for pair, units in zip(programme.pairs, solution.units, strict=True):
+            if units <= 0:
+                continue
+            need = round_.needs[pair.need]
+            lines.append(
+                PlanLine(
+                    round_.lots[pair.lot].id, need.id, int(units), round(pair.distance_km, 1), pair.arrival
+                )
+            )
+            allocated[pair.need] += int(units)
+            context.member_totals[need.member] = context.member_totals.get(need.member, 0) + int(units)
+        contexts[code] = context
+    results = tuple(
+        _explain(n, need, allocated.get(n, 0), found.refused.get(n), contexts.get(need.product), policy)
+        for n, need in enumerate(round_.needs)
+    )
+    lines.sort(key=lambda line: (line.need_id, line.lot_id))
+    return Plan(policy.name, tuple(lines), results, _merge(reports))
+
+
+def _explain(
+    index: int,
+    need: NeedLine,
+    allocated: int,
+    refused: tuple[Reason, str] | None,
+    context: ProductContext | None,
+    policy: Policy,
+) -> NeedResult:
+    """The binding reason for one need, in plain words."""
+
+    def result(reason: Reason, text: str) -> NeedResult:
+        return NeedResult(need.id, need.member, need.product, need.quantity, allocated, reason, text)
+
+    if refused is not None:
+        return result(refused[0], refused[1][0].upper() + refused[1][1:] + ".")
+    assert context is not None, index
+    if need.quantity - allocated < context.unit:
+        return result(Reason.FULLY_ALLOCATED, f"Fully allocated: {allocated} of {need.quantity} units.")
+    total = context.member_totals.get(need.member, 0)
+    cap = context.caps.get(need.member)
+    if cap is not None and total >= cap - context.unit + 1:
+        return result(
+            Reason.MEMBER_CAP,
+            f"{need.member} reached the cap of {policy.cap_share:.0%} of this "
+            f"round's {need.product} ({int(cap)} units); {allocated} of {need.quantity} allocated.",
+        )
+    floor = context.floors.get(need.member)
+    if floor is not None and total <= floor + context.unit - 1 and allocated > 0:
+        return result(
+            Reason.FLOOR_APPLIED,
+            f"Supply is scarce: {need.member} received its population floor of "
+            f"{int(floor)} units of {need.product}; {allocated} of {need.quantity} allocated here.",
+        )
+    if policy.fairness is Fairness.MAXMIN_THEN_EFFICIENCY:
+        text = (
+            f"Supply exhausted: {context.supply} units of {need.product} could reach this need and "
+            f"were shared so that every need they could serve got at least {context.t:.0%}; "
+            f"{allocated} of {need.quantity} allocated."
+        )
+    else:
+        text = (
+            f"Supply exhausted: {context.supply} units of {need.product} went to the most heavily weighted "
+            f"needs first; {allocated} of {need.quantity} allocated."
+        )
+    return result(Reason.SUPPLY_EXHAUSTED, text)
+
+
+def _merge(reports: list[SolverReport]) -> SolverReport | None:
+    if not reports:
+        return None
+    return SolverReport(
+        "optimal" if all(r.status == "optimal" for r in reports) else "time_limit",
+        sum(r.seconds_build for r in reports),
+        sum(r.seconds_solve for r in reports),
+        sum(r.variables for r in reports),
+        sum(r.constraints for r in reports),
+        sum(r.objective for r in reports),
+        sum(r.bound for r in reports),
+        max(r.gap for r in reports),
+    )
