@@ -47,24 +47,42 @@ def deltas(kind: EventKind, quantity: int, from_reservation: bool = False) -> tu
 
 
 def apply(balance: Balance, kind: EventKind, quantity: int, from_reservation: bool = False) -> Balance:
-    """The balance after the event, or RefusedMovement explaining why it cannot happen."""
-    on_hand_delta, reserved_delta = deltas(kind, quantity, from_reservation)
-    after = Balance(balance.on_hand + on_hand_delta, balance.reserved + reserved_delta)
-    if kind in OUTBOUND and not from_reservation and quantity > balance.available:
-        raise RefusedMovement(
-            f"{kind.value} of {quantity} exceeds the {balance.available} available "
-            f"(on hand {balance.on_hand}, reserved {balance.reserved})"
-        )
-    if kind in OUTBOUND and from_reservation and quantity > balance.reserved:
-        raise RefusedMovement(f"{kind.value} of {quantity} exceeds the {balance.reserved} reserved")
-    if kind is EventKind.RESERVATION and quantity > balance.available:
-        raise RefusedMovement(f"reservation of {quantity} exceeds the {balance.available} available")
-    if kind is EventKind.RELEASE and quantity > balance.reserved:
-        raise RefusedMovement(f"release of {quantity} exceeds the {balance.reserved} reserved")
-    if after.on_hand < 0:
-        raise RefusedMovement(f"adjustment of {quantity} exceeds the {balance.on_hand} on hand")
-    if after.reserved > after.on_hand:
-        raise RefusedMovement(
-            f"adjustment of {quantity} would leave {after.on_hand} on hand for {after.reserved} reserved"
-        )
-    return after
+    """The balance after the event, or RefusedMovement explaining why it cannot happen.
+    (Written as one pass over plain ints: the ledger calls it for every event of a batch.)"""
+    on_hand, reserved = balance
+    if kind in INBOUND:
+        if quantity <= 0:
+            raise RefusedMovement(f"a {kind.value} quantity must be positive")
+        return Balance(on_hand + quantity, reserved)
+    if kind in OUTBOUND:
+        if quantity <= 0:
+            raise RefusedMovement(f"a {kind.value} quantity must be positive")
+        if from_reservation:
+            if quantity > reserved:
+                raise RefusedMovement(f"{kind.value} of {quantity} exceeds the {reserved} reserved")
+            return Balance(on_hand - quantity, reserved - quantity)
+        if quantity > on_hand - reserved:
+            raise RefusedMovement(
+                f"{kind.value} of {quantity} exceeds the {on_hand - reserved} available "
+                f"(on hand {on_hand}, reserved {reserved})"
+            )
+        return Balance(on_hand - quantity, reserved)
+    if kind is EventKind.ADJUSTMENT:
+        if quantity == 0:
+            raise RefusedMovement("an adjustment changes the quantity: it cannot be 0")
+        if on_hand + quantity < 0:
+            raise RefusedMovement(f"adjustment of {quantity} exceeds the {on_hand} on hand")
+        if reserved > on_hand + quantity:
+            raise RefusedMovement(
+                f"adjustment of {quantity} would leave {on_hand + quantity} on hand for {reserved} reserved"
+            )
+        return Balance(on_hand + quantity, reserved)
+    if quantity <= 0:
+        raise RefusedMovement(f"a {kind.value} quantity must be positive")
+    if kind is EventKind.RESERVATION:
+        if quantity > on_hand - reserved:
+            raise RefusedMovement(f"reservation of {quantity} exceeds the {on_hand - reserved} available")
+        return Balance(on_hand, reserved + quantity)
+    if quantity > reserved:
+        raise RefusedMovement(f"release of {quantity} exceeds the {reserved} reserved")
+    return Balance(on_hand, reserved - quantity)
