@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from healthmesh.allocation import baselines, fairness
 from healthmesh.allocation.engine import allocate
 from healthmesh.allocation.model import (
+    Eligibility,
     MemberInfo,
     NeedLine,
     Policy,
@@ -31,7 +32,7 @@ PRODUCTS = {
     "MASK": ProductInfo("MASK", "ambient", 50),
     "VAC": ProductInfo("VAC", "cold_2_8", 10),
 }
-ALLOWED = {(p, m): (True, "authorised") for p in PRODUCTS for m in MEMBERS}
+ALLOWED = {(p, m): Eligibility.always() for p in PRODUCTS for m in MEMBERS}
 # Kuala Lumpur depot; Jakarta, Vientiane and Singapore hospitals.
 DEPOT = (3.14, 101.69)
 PLACES = {"IDN": (-6.2, 106.8), "LAO": (17.97, 102.6), "SGP": (1.35, 103.82)}
@@ -75,7 +76,7 @@ def test_scarce_supply_is_shared_to_the_same_fill_rate() -> None:
 
 
 def test_an_unauthorised_destination_gets_nothing_and_is_told_why() -> None:
-    eligibility = {**ALLOWED, ("VENT", "SGP"): (False, "refused by the national regulator")}
+    eligibility = {**ALLOWED, ("VENT", "SGP"): Eligibility.never("refused by the national regulator")}
     plan = allocate(
         round_of(
             [lot("L1", "VENT", 10)], [need("A", "VENT", "IDN", 4), need("S", "VENT", "SGP", 4)], eligibility
@@ -192,7 +193,7 @@ def rounds(draw: st.DrawFn) -> Round:
     ]
     refused = draw(st.sets(st.sampled_from(sorted(ALLOWED)), max_size=2))
     eligibility = {
-        key: ((False, "not authorised") if key in refused else value) for key, value in ALLOWED.items()
+        key: (Eligibility.never("not authorised") if key in refused else value) for key, value in ALLOWED.items()
     }
     return round_of(lots, needs, eligibility)
 
@@ -213,7 +214,9 @@ def test_plans_respect_supply_demand_and_eligibility(round_: Round) -> None:
             shipped[line.lot_id] = shipped.get(line.lot_id, 0) + line.quantity
             received[line.need_id] = received.get(line.need_id, 0) + line.quantity
             target = needs[line.need_id]
-            assert round_.eligibility[(target.product, target.member)][0], "sent to an ineligible destination"
+            assert round_.eligibility[(target.product, target.member)].on(line.arrival), (
+                "sent where not allowed"
+            )
             assert lots[line.lot_id].product == target.product
         assert all(shipped[key] <= lots[key].quantity for key in shipped)
         assert all(received[key] <= needs[key].quantity for key in received)
@@ -225,3 +228,12 @@ def test_equity_minimum_fill_is_never_below_pro_rata(round_: Round) -> None:
     equity = fairness.report(round_, allocate(round_, EQUITY), EQUITY)
     pro_rata = fairness.report(round_, baselines.pro_rata(round_, EQUITY), EQUITY)
     assert equity.min_fill_rate >= pro_rata.min_fill_rate - 1e-6
+
+
+def test_authorisation_must_hold_on_the_arrival_date() -> None:
+    # An emergency use authorisation in Lao PDR lapses before a lot from Kuala Lumpur could arrive.
+    lapsing = Eligibility(((date(2026, 1, 1), DAY + timedelta(days=3)),), "emergency use until 3 December")
+    eligibility = {**ALLOWED, ("VENT", "LAO"): lapsing}
+    plan = allocate(round_of([lot("L1", "VENT", 10)], [need("L", "VENT", "LAO", 5)], eligibility), EQUITY)
+    assert (plan.needs[0].allocated, plan.needs[0].reason) == (0, Reason.NOT_AUTHORISED)
+    assert "on arrival" in plan.needs[0].explanation

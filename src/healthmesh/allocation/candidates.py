@@ -1,7 +1,7 @@
 """Which lot may serve which need: the hard rules of a round, applied before any optimisation.
 
-A pair (lot, need) is a candidate when the product may be used at the destination on arrival
-(or the round carries an emergency waiver), the destination has the storage the product needs,
+A pair (lot, need) is a candidate when the destination has the storage the product needs, the
+product may be used there on the lot's arrival date (or the round carries an emergency waiver),
 and the lot arrives with at least the policy's shelf life left. Each need considers its nearest
 sources and the largest ones, which keeps the model near-linear in the number of needs while
 every big pool stays within reach. A need without any candidate gets the first rule that failed.
@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from healthmesh.allocation.model import NeedLine, Policy, Reason, Round, SupplyLot, distance_km
+from healthmesh.allocation.model import Eligibility, NeedLine, Policy, Reason, Round, SupplyLot, distance_km
 
 STORAGE_CAPABILITY = {
     "ambient": None,
@@ -64,10 +64,9 @@ def build(round_: Round, policy: Policy) -> Candidates:
         if product is None or not lot_ids:
             refused[n] = (Reason.NO_SUPPLY, f"no shareable supply of {need.product} in this round")
             continue
-        allowed, basis = round_.eligibility.get((need.product, need.member), (False, "no decision recorded"))
-        if not allowed and not policy.emergency_waiver:
-            refused[n] = (Reason.NOT_AUTHORISED, f"{need.product} may not be used in {need.member}: {basis}")
-            continue
+        eligibility = round_.eligibility.get(
+            (need.product, need.member), Eligibility.never("no decision recorded")
+        )
         if not _storage_ok(need, product.storage_condition):
             place = need.facility or need.member
             refused[n] = (
@@ -76,15 +75,23 @@ def build(round_: Round, policy: Policy) -> Candidates:
             )
             continue
         chosen = _sources(round_, lot_ids, need, policy)
-        found = False
+        authorised = shelf = False
         for index in chosen:
             lot = round_.lots[index]
             km = distance_km(lot.lat, lot.lon, need.lat, need.lon)
             arrives = arrival(round_.day, km, policy)
+            if not (policy.emergency_waiver or eligibility.on(arrives)):
+                continue
+            authorised = True
             if _shelf_ok(lot, arrives, policy):
                 pairs.append(Pair(index, n, km, arrives))
-                found = True
-        if not found:
+                shelf = True
+        if not authorised:
+            refused[n] = (
+                Reason.NOT_AUTHORISED,
+                f"{need.product} may not be used in {need.member} on arrival: {eligibility.basis}",
+            )
+        elif not shelf:
             refused[n] = (
                 Reason.SHELF_LIFE,
                 f"no lot of {need.product} would arrive with {policy.min_shelf_life_days} days of shelf life",

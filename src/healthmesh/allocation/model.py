@@ -89,14 +89,34 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Eligibility:
+    """When a product may be used in a member: the date windows (inclusive; None = open-ended) and
+    the basis in plain words, or why not."""
+
+    windows: tuple[tuple[date, date | None], ...]
+    basis: str
+
+    def on(self, day: date) -> bool:
+        return any(start <= day and (end is None or day <= end) for start, end in self.windows)
+
+    @classmethod
+    def always(cls, basis: str = "authorised") -> Eligibility:
+        return cls(((date.min, None),), basis)
+
+    @classmethod
+    def never(cls, why: str) -> Eligibility:
+        return cls((), why)
+
+
+@dataclass(frozen=True)
 class Round:
     day: date
     lots: tuple[SupplyLot, ...]
     needs: tuple[NeedLine, ...]
     products: dict[str, ProductInfo]
     members: dict[str, MemberInfo]
-    #: (product, member) -> (allowed, plain-words basis); missing means not allowed.
-    eligibility: dict[tuple[str, str], tuple[bool, str]]
+    #: (product, member) -> when it may be used there; missing means never.
+    eligibility: dict[tuple[str, str], Eligibility]
 
 
 @dataclass(frozen=True)
