@@ -193,7 +193,8 @@ def rounds(draw: st.DrawFn) -> Round:
     ]
     refused = draw(st.sets(st.sampled_from(sorted(ALLOWED)), max_size=2))
     eligibility = {
-        key: (Eligibility.never("not authorised") if key in refused else value) for key, value in ALLOWED.items()
+        key: (Eligibility.never("not authorised") if key in refused else value)
+        for key, value in ALLOWED.items()
     }
     return round_of(lots, needs, eligibility)
 

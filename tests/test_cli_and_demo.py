@@ -37,10 +37,10 @@ def _session(url: str) -> Session:
 
 
 def test_demo_seeds_the_asean_region_once(cli_env: str) -> None:
-    output = _invoke("demo", "--no-serve")
+    output = _invoke("demo", "--no-serve", "--no-history")
     assert "seeded 11 members" in output
     assert "fp.tha" in output
-    again = _invoke("demo", "--no-serve")
+    again = _invoke("demo", "--no-serve", "--no-history")
     assert "already present" in again
     with _session(cli_env) as db:
         members = {j.iso3: j for j in db.scalars(select(Jurisdiction))}
@@ -59,7 +59,7 @@ def test_demo_seeds_the_asean_region_once(cli_env: str) -> None:
 
 
 def test_demo_authorisations_differ_between_members(cli_env: str) -> None:
-    _invoke("demo", "--no-serve")
+    _invoke("demo", "--no-serve", "--no-history")
     from datetime import date
 
     with _session(cli_env) as db:
@@ -80,7 +80,7 @@ def test_demo_is_deterministic_from_its_seed(tmp_path: Path, monkeypatch: pytest
         url = f"sqlite+pysqlite:///{tmp_path / run}.sqlite3"
         monkeypatch.setenv("HEALTHMESH_DATA_DIR", str(tmp_path / run))
         monkeypatch.setenv("HEALTHMESH_DATABASE_URL", url)
-        _invoke("demo", "--no-serve", "--seed", "11")
+        _invoke("demo", "--no-serve", "--no-history", "--seed", "11")
         with _session(url) as db:
             exports.append({kind: export_csv(db, KINDS[kind]) for kind in KINDS})
     assert exports[0] == exports[1]

@@ -214,7 +214,7 @@ def test_stock_import_command_counts_a_file_once(
     monkeypatch.setenv("HEALTHMESH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("HEALTHMESH_DATABASE_URL", fresh_database_url)
     runner = CliRunner()
-    assert runner.invoke(app, ["demo", "--no-serve"]).exit_code == 0
+    assert runner.invoke(app, ["demo", "--no-serve", "--no-history"]).exit_code == 0
     stock = tmp_path / "stock.csv"
     stock.write_text(
         "facility,product,lot_number,expiry_date,kind,quantity,occurred_at\n"

@@ -267,11 +267,17 @@ def serve(
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated demo region")] = 2026,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve once seeded")] = True,
+    history: Annotated[
+        bool, typer.Option("--history/--no-history", help="Add 12 weeks of stock, the outbreak and needs")
+    ] = True,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
     """Create and seed the demo region (if the database is empty), print the logins, and serve."""
+    from datetime import date
+
     from healthmesh.demo import seed as demo_seed
+    from healthmesh.demo.supply_seed import seed_supply
 
     settings = _settings()
     engine = make_engine(settings.effective_database_url)
@@ -282,10 +288,20 @@ def demo(
     else:
         with unit_of_work(factory) as db, _progress() as progress:
             summary = demo_seed.seed_demo(db, seed=seed, progress=progress)
+            supply = (
+                seed_supply(db, seed=seed, today=date.today(), progress=progress.console.log)
+                if history
+                else None
+            )
         console.print(
             f"seeded {summary.jurisdictions} members, {summary.facilities} facilities, "
             f"{summary.products} products, {summary.authorisations} authorisations"
         )
+        if supply is not None:
+            console.print(
+                f"and 12 weeks of stock: {supply.events:,} events, {supply.outstanding_needs:,} "
+                f"outstanding needs, an outbreak in {', '.join(supply.outbreak_members)}"
+            )
     table = Table(title=f"Demo logins (password for all: {demo_seed.DEMO_PASSWORD})")
     for column in ("username", "role", "scope"):
         table.add_column(column)

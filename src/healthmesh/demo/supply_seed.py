@@ -1,32 +1,36 @@
 """Twelve weeks of stock history, an outbreak, the regional reserve, pledges and needs for the demo.
 
 Runs after `seed_demo` and is deterministic from its seed (one `random.Random`, never the global
-one, and every iteration in a fixed order). The history is simulated day by day and every
+one, and every iteration in a fixed order). The history is simulated day by day, and every
 movement is recorded through `supply.ledger.record_events`, so balances are the sum of events.
 
 What the numbers are modelled on (orders of magnitude, not any real facility):
 
-* Inventory control: the max-min system of the USAID | DELIVER *Logistics Handbook* (2011):
-  facilities report consumption weekly (the usual LMIS cadence in an emergency), review stock
-  every four weeks and order up to a maximum of two months of adjusted consumption; the central
-  medical store holds three to four months and receives procurement deliveries. Oxygen
-  cylinders are exchanged weekly (two weeks' maximum). Lots are issued first-expiry-first-out.
-* Consumption: the WHO COVID-19 Essential Supplies Forecasting Tool (ESFT) assumptions, scaled to
-  a mid-size hospital of about 200 beds and 15 ICU beds: about 1,500 medical masks, 300 gowns
-  and 500 antigen tests a week; a severe patient on 10 L/min uses about two J cylinders
-  (6,800 L) a day. Primary care centres and laboratories use a fraction of that.
-* Expiry: opening lots carry 35-90 % of the product's shelf life; a few are short-dated, and
-  stockpiles hold older lots (the classic problem of reserves), so near-expiry and expired stock
-  show up, and facilities write expired lots off some weeks after they expire.
-* The outbreak: an acute respiratory outbreak in the Philippines and Viet Nam from five weeks ago,
-  with demand for tests, oxygen and PPE growing from x1.5 to x6 in five weeks (the pace of the
-  2021 Delta wave, when both countries' hospitals ran short of oxygen). They are chosen because
-  they are large, lower-middle-income members with dense capitals (Metro Manila, Hanoi and Ho
-  Chi Minh City are the hotspots), and because a DELSA satellite warehouse (Camp Aguinaldo) sits
-  in the Philippines, so a release from the regional reserve is part of the story.
+* Inventory control: the standard max-min system of the USAID | DELIVER *Logistics Handbook*
+  (2011). Facilities report consumption weekly (the usual LMIS cadence in an emergency) and
+  review stock every four weeks: below a minimum of five weeks of adjusted consumption they order
+  up to nine (minimum = review period + lead time and safety stock; maximum = minimum + review
+  period). Oxygen cylinders are exchanged weekly. The central medical store opens with 12-18
+  weeks of national consumption and receives procurement deliveries. Lots leave first-expiry,
+  first-out.
+* Consumption (`RATES`): the WHO COVID-19 Essential Supplies Forecasting Tool (ESFT) assumptions,
+  scaled to a mid-size hospital (about 200 beds, 15 ICU beds): some 1,500 medical masks, 300
+  gowns and 400 antigen tests a week; a patient on 10 L/min of oxygen uses about two J cylinders
+  (6,800 L) a day. Primary care centres and laboratories use a fraction, each for its own work.
+* Expiry: opening lots carry 35-90 % of the product's shelf life; a few are short-dated, and the
+  reserve depots hold older lots (the classic problem of stockpiles), so near-expiry and expired
+  stock show up; facilities write expired lots off at a weekly report, often weeks late.
+* The outbreak: an acute respiratory outbreak in the Philippines and Viet Nam from five weeks
+  ago. Demand for tests, oxygen and PPE rises by half to double at once and by the fourth week
+  reaches x5-x6 in the hotspots (x4-x5 elsewhere; PPE a little less), the pace of the 2021 Delta
+  wave, when hospitals in both countries ran short of oxygen. They are chosen as large,
+  lower-middle-income members with dense capitals (Metro Manila, Hanoi and Ho Chi Minh City are
+  the hotspots) and because a DELSA satellite warehouse (Camp Aguinaldo) is in the Philippines,
+  so a release from the regional reserve is part of the story. Stores ration what is left, so
+  facilities stock out.
 * Regional reserve: the DELSA depots hold about a week (Subang) or half a week (satellites) of
-  the region's baseline consumption; Camp Aguinaldo released most of its outbreak stock to the
-  Philippines in the second week, and a consignment from Subang to Viet Nam is in transit today.
+  the region's baseline consumption. Camp Aguinaldo released most of its outbreak stock to the
+  Philippines in the second week; a consignment from Subang to Viet Nam is in transit today.
 """
 
 from __future__ import annotations
@@ -140,96 +144,34 @@ RATES: dict[str, tuple[float, float, float]] = {
     "CON-BODYBAG": (2, 0, 0),
 }
 
-HOSPITAL_CORE = (
-    "PPE-MASK-MED",
-    "PPE-RESP-FFP2",
-    "PPE-GLOVE-EXM",
-    "PPE-GOWN-ISO",
-    "PPE-HANDRUB-500",
-    "DX-AGRDT-25",
-    "DX-SWAB-NP",
-    "OXY-CYL-J",
-    "OXY-REG-FM",
-    "OXY-CAN-AD",
-    "OXY-MASK-NRB",
-    "MED-DEXA-4",
-    "MED-PARA-500",
-    "MED-CEFT-1G",
-    "MED-ENOX-40",
-    "CON-IVCAN-20G",
-    "CON-GIVSET",
-    "BME-POX-HH",
-    "BME-MON-MP",
+
+def _codes(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+#: Assortments: what every facility of a kind manages, and what some add (to a size drawn per
+#: facility). Vaccines come on top, only where the cold chain allows (see `_Simulation.assortment`).
+HOSPITAL_CORE = _codes(
+    "PPE-MASK-MED PPE-RESP-FFP2 PPE-GLOVE-EXM PPE-GOWN-ISO PPE-HANDRUB-500 DX-AGRDT-25 DX-SWAB-NP "
+    "OXY-CYL-J OXY-REG-FM OXY-CAN-AD OXY-MASK-NRB MED-DEXA-4 MED-PARA-500 MED-CEFT-1G MED-ENOX-40 "
+    "CON-IVCAN-20G CON-GIVSET BME-POX-HH BME-MON-MP"
 )
-HOSPITAL_ICU = ("BME-VENT-ICU", "BME-PUMP-SYR", "MED-MIDA-5", "MED-PROP-10", "MED-NORE-4", "OXY-HFNC")
-HOSPITAL_OPTIONAL = (
-    "PPE-GLOVE-SRG",
-    "PPE-SHIELD",
-    "PPE-GOGGLE",
-    "PPE-APRON-HD",
-    "DX-VTM-3ML",
-    "DX-PCRCART-10",
-    "DX-PCR-96",
-    "DX-EXTR-250",
-    "OXY-CONC-5",
-    "OXY-CONC-10",
-    "OXY-HUMID",
-    "OXY-CAN-PD",
-    "MED-HEP-5K",
-    "MED-REMD-100",
-    "MED-NMVR-5D",
-    "MED-BARI-4",
-    "MED-ORS-1L",
-    "MED-TOCI-400",
-    "BME-PUMP-INF",
-    "BME-SUCT-EL",
-    "BME-VENT-TRN",
-    "BME-CPAP",
-    "CON-BODYBAG",
-    "CON-TRIPACK",
+HOSPITAL_ICU = _codes("BME-VENT-ICU BME-PUMP-SYR MED-MIDA-5 MED-PROP-10 MED-NORE-4 OXY-HFNC")
+HOSPITAL_OPTIONAL = _codes(
+    "PPE-GLOVE-SRG PPE-SHIELD PPE-GOGGLE PPE-APRON-HD DX-VTM-3ML DX-PCRCART-10 DX-PCR-96 DX-EXTR-250 "
+    "OXY-CONC-5 OXY-CONC-10 OXY-HUMID OXY-CAN-PD MED-HEP-5K MED-REMD-100 MED-NMVR-5D MED-BARI-4 "
+    "MED-ORS-1L MED-TOCI-400 BME-PUMP-INF BME-SUCT-EL BME-VENT-TRN BME-CPAP CON-BODYBAG CON-TRIPACK"
 )
-PRIMARY_CORE = (
-    "PPE-MASK-MED",
-    "PPE-GLOVE-EXM",
-    "PPE-HANDRUB-500",
-    "PPE-RESP-FFP2",
-    "DX-AGRDT-25",
-    "MED-PARA-500",
-    "MED-ORS-1L",
-    "BME-POX-HH",
+PRIMARY_CORE = _codes(
+    "PPE-MASK-MED PPE-GLOVE-EXM PPE-HANDRUB-500 PPE-RESP-FFP2 DX-AGRDT-25 MED-PARA-500 MED-ORS-1L BME-POX-HH"
 )
-PRIMARY_OPTIONAL = (
-    "PPE-GOWN-ISO",
-    "PPE-SHIELD",
-    "PPE-APRON-HD",
-    "DX-SWAB-NP",
-    "DX-PCRCART-10",
-    "MED-NMVR-5D",
-    "MED-DEXA-4",
-    "MED-CEFT-1G",
-    "CON-IVCAN-20G",
-    "OXY-CONC-5",
-    "OXY-CAN-AD",
-    "OXY-CYL-J",
-    "CON-TRIPACK",
+PRIMARY_OPTIONAL = _codes(
+    "PPE-GOWN-ISO PPE-SHIELD PPE-APRON-HD DX-SWAB-NP DX-PCRCART-10 MED-NMVR-5D MED-DEXA-4 MED-CEFT-1G "
+    "CON-IVCAN-20G OXY-CONC-5 OXY-CAN-AD OXY-CYL-J CON-TRIPACK"
 )
-LAB_CORE = (
-    "DX-SWAB-NP",
-    "DX-VTM-3ML",
-    "DX-EXTR-250",
-    "PPE-GLOVE-EXM",
-    "PPE-RESP-FFP2",
-    "CON-TRIPACK",
-    "DX-PCR-96",
-)
-LAB_OPTIONAL = (
-    "DX-AGRDT-25",
-    "DX-PCRCART-10",
-    "PPE-GOWN-ISO",
-    "PPE-SHIELD",
-    "PPE-HANDRUB-500",
-    "PPE-GOGGLE",
-    "PPE-MASK-MED",
+LAB_CORE = _codes("DX-SWAB-NP DX-VTM-3ML DX-EXTR-250 DX-PCR-96 PPE-GLOVE-EXM PPE-RESP-FFP2 CON-TRIPACK")
+LAB_OPTIONAL = _codes(
+    "DX-AGRDT-25 DX-PCRCART-10 PPE-GOWN-ISO PPE-SHIELD PPE-HANDRUB-500 PPE-GOGGLE PPE-MASK-MED"
 )
 COVID_VACCINES_2_8 = ("VAC-VAXZ-10", "VAC-CORV-1", "VAC-NUVX-10")
 IMMUNIZATION_SUPPLIES = ("CON-ADSYR-05", "CON-SBOX-5L")
@@ -276,7 +218,6 @@ class SupplySummary:
 class _Site:
     id: int
     code: str
-    name: str
     jurisdiction_id: int
     iso3: str
     population: int
@@ -433,10 +374,11 @@ class _Simulation:
         return sum(lot.on_hand for lot in stock.lots.values() if lot.expiry is None or lot.expiry >= on)
 
     def surge(self, stock: _Stock, day: int) -> float:
-        """Demand multiplier: x1.5 in the outbreak's first week, growing to x6 by its fifth."""
+        """Demand multiplier: x2 as the outbreak starts, x6 in hotspots (x4-x5 elsewhere) from its
+        fourth week."""
         if not stock.site.outbreak or stock.item.group is None or day < self.outbreak_day:
             return 1.0
-        peak = min(6.0, 1.5 + 0.95 * (day - self.outbreak_day) / 7)
+        peak = min(6.0, 2.0 + 1.2 * (day - self.outbreak_day) / 7)
         return 1.0 + (peak - 1.0) * SURGE_WEIGHT[stock.item.group] * stock.site.intensity
 
     def new_lot(self, item: _Item, received: int, life: tuple[float, float]) -> _Lot:
@@ -813,7 +755,8 @@ class _Simulation:
             available = self.usable(source, day)
             quantity = min(order.quantity, available)
             if order.ration and available < 4 * order.quantity:
-                quantity = min(order.quantity, available // 3)  # scarce: the store rations what is left
+                # scarce: the store rations what is left, a third at a time, down to the last unit
+                quantity = min(order.quantity, max(available // 3, 1 if available else 0))
             if quantity <= 0:
                 continue
             reference = order.reference or self.reference("RS", source.site.iso3, day)
@@ -922,7 +865,8 @@ class _Simulation:
         rng, item, site = self.rng, stock.item, stock.site
         needed_by = self.needed_by()
         weeks = (needed_by - self.today).days / 7
-        surge = self.surge(stock, day) if not member_level else 1 + 5 * SURGE_WEIGHT[item.group or "ppe"]
+        # a national request looks at the hotspots' peak; a facility at its own demand today
+        surge = 1 + 5 * SURGE_WEIGHT.get(item.group or "", 0.0) if member_level else self.surge(stock, day)
         share = rng.uniform(0.2, 0.4) if member_level else rng.uniform(0.5, 0.9)
         quantity = max(1, math.ceil(stock.weekly * surge * weeks * share))
         if item.equipment:
@@ -986,7 +930,9 @@ class _Simulation:
                 (
                     s
                     for s in self.warehouse.values()
-                    if s.site.iso3 == iso3 and s.item.group is not None and self.usable(s, day) >= 5
+                    if s.site.iso3 == iso3
+                    and s.item.group is not None
+                    and self.usable(s, day) >= (10 if s.item.equipment else 100)
                 ),
                 key=lambda s: s.item.code,
             )
@@ -1003,15 +949,16 @@ class _Simulation:
 
 
 def _load(db: Session, rng: random.Random) -> tuple[list[_Site], list[_Item]]:
-    populations = dict(db.execute(select(Jurisdiction.id, Jurisdiction.population)).tuples().all())
-    iso3s = dict(db.execute(select(Jurisdiction.id, Jurisdiction.iso3)).tuples().all())
+    populations = {
+        j: population for j, population in db.execute(select(Jurisdiction.id, Jurisdiction.population))
+    }
+    iso3s = {j: iso3 for j, iso3 in db.execute(select(Jurisdiction.id, Jurisdiction.iso3))}
     sites = []
     for index, facility in enumerate(db.scalars(select(Facility).order_by(Facility.code))):
         iso3 = iso3s[facility.jurisdiction_id]
         site = _Site(
             id=facility.id,
             code=facility.code,
-            name=facility.name,
             jurisdiction_id=facility.jurisdiction_id,
             iso3=iso3,
             population=populations[facility.jurisdiction_id],
@@ -1033,7 +980,7 @@ def _load(db: Session, rng: random.Random) -> tuple[list[_Site], list[_Item]]:
         site.outbreak = iso3 in OUTBREAK_MEMBERS
         if site.outbreak:
             hotspot = facility.name.startswith(HOTSPOTS)
-            site.intensity = rng.uniform(1.1, 1.3) if hotspot else rng.uniform(0.7, 1.1)
+            site.intensity = 1.0 if hotspot else rng.uniform(0.7, 0.9)
         sites.append(site)
     items = []
     for product in db.scalars(select(Product).order_by(Product.code)):
@@ -1118,9 +1065,9 @@ def _write_needs(db: Session, rng: random.Random, plans: list[_NeedPlan], today:
         local = at_facility.get(facility_id or 0)
         creator = rng.choice(local) if local else fp
         span = 24.0 if plan.site.outbreak else 40.0
-        created = now - timedelta(days=rng.uniform(0.5, span))
-        submitted = min(created + timedelta(hours=rng.uniform(1, 20)), now)
-        decided = min(submitted + timedelta(hours=rng.uniform(3, 60)), now)
+        created = now - timedelta(minutes=rng.randint(12 * 60, int(span * 24 * 60)))
+        submitted = min(created + timedelta(minutes=rng.randint(60, 20 * 60)), now)
+        decided = min(submitted + timedelta(minutes=rng.randint(3 * 60, 60 * 60)), now)
         history = [NeedTransition(from_status=None, to_status=NeedStatus.DRAFT, actor_id=creator, at=created)]
         need = Need(
             jurisdiction_id=plan.site.jurisdiction_id,
@@ -1151,7 +1098,7 @@ def _write_needs(db: Session, rng: random.Random, plans: list[_NeedPlan], today:
             )
         if status is NeedStatus.CANCELLED:
             last = path[-1]
-            at = min(decided + timedelta(hours=rng.uniform(2, 48)), now)
+            at = min(decided + timedelta(minutes=rng.randint(2 * 60, 48 * 60)), now)
             actor = fp if last is NeedStatus.OPEN else creator
             history.append(_step(last, NeedStatus.CANCELLED, actor, at, rng.choice(CANCEL_REASONS)))
         need.history = history
@@ -1230,8 +1177,9 @@ def _write_pledges(
 def seed_supply(
     db: Session, *, seed: int, today: date, progress: Callable[[str], None] | None = None
 ) -> SupplySummary:
-    """Add stock history, the outbreak, the reserve, pledges and needs to a region seeded by
-    `seed_demo` (the caller's unit of work commits)."""
+    """Add stock history, the outbreak, the reserve, pledges and needs to a region just seeded by
+    `seed_demo` (no stock yet); everything is dated relative to `today`. The caller's unit of
+    work commits."""
     rng = random.Random(seed)
 
     def say(message: str) -> None:

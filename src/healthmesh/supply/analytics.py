@@ -16,6 +16,7 @@ from healthmesh.accounts.access import Principal, ScopeKind
 from healthmesh.errors import PermissionDenied
 from healthmesh.needs.models import Need
 from healthmesh.needs.workflow import OUTSTANDING
+from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply import indicators as ind
 from healthmesh.supply.enums import EventKind
@@ -55,16 +56,20 @@ def _as_date(value: Any) -> date:
 def _facility_scope(
     db: Session,
     actor: Principal,
-    product_id: int | None,
     jurisdiction_id: int | None,
     facility_id: int | None,
+    *,
+    national_only: bool = False,
 ) -> dict[int, int]:
-    """Facility id -> jurisdiction id for the facilities this query covers."""
+    """Facility id -> jurisdiction id for the facilities this query covers. `national_only` leaves
+    out the regional reserve depots: their stock is the region's, not the host member's."""
     stmt = scoped(select(Facility.id, Facility.jurisdiction_id), actor, Facility.id)
     if jurisdiction_id is not None:
         stmt = stmt.where(Facility.jurisdiction_id == jurisdiction_id)
     if facility_id is not None:
         stmt = stmt.where(Facility.id == facility_id)
+    if national_only:
+        stmt = stmt.where(Facility.kind != FacilityKind.REGIONAL_RESERVE_DEPOT)
     return {f: j for f, j in db.execute(stmt)}
 
 
@@ -238,7 +243,7 @@ def indicator_rows(
         )
     if level is Level.JURISDICTION and actor.scope is ScopeKind.FACILITY:
         raise PermissionDenied("member-wide indicators are not in a facility's scope")
-    facilities = _facility_scope(db, actor, product_id, jurisdiction_id, facility_id)
+    facilities = _facility_scope(db, actor, jurisdiction_id, facility_id)
     positions = facility_positions(db, facilities, window, product_id)
     groups: dict[tuple[int, int], ind.Position] = {}
     for (f, p), position in positions.items():
@@ -286,10 +291,11 @@ def shortage_board(
     horizon_days: int = 30,
     product_id: int | None = None,
 ) -> list[ShortageRow]:
-    """Product x member rows with coverage over the horizon, the most severe first."""
+    """Product x member rows with coverage over the horizon, the most severe first. National
+    stock only: the regional reserve is shown apart (`service.shareable_supply`)."""
     if actor.scope is ScopeKind.FACILITY:
         raise PermissionDenied("the shortage board is for member- and region-wide roles")
-    facilities = _facility_scope(db, actor, product_id, None, None)
+    facilities = _facility_scope(db, actor, None, None, national_only=True)
     positions = facility_positions(db, facilities, window, product_id)
     per_member: dict[tuple[int, int], ind.Position] = {}
     for (f, p), position in positions.items():

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Insert, Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,9 +36,9 @@ STOCK_EVENTS = cast(Table, StockEvent.__table__)
 STOCK_BALANCES = cast(Table, StockBalance.__table__)
 
 
-@dataclass(frozen=True, slots=True)
-class EventInput:
-    """One validated event with its references resolved to ids; `line` locates it in its source."""
+class EventInput(NamedTuple):
+    """One validated event with its references resolved to ids; `line` locates it in its source.
+    A tuple: the ledger takes 100k of them at a time."""
 
     line: int
     facility_id: int
@@ -214,13 +214,19 @@ assert set(EVENT_COLUMNS) == {c.name for c in STOCK_EVENTS.columns} - {"id"}, "s
 
 
 def _insert_events(db: Session, rows: list[tuple[Any, ...]]) -> None:
-    """Driver-level executemany of plain tuples: at 100k rows SQLAlchemy's per-row parameter
-    compilation costs more than the insert itself. Values are already in storage form."""
+    """Write event rows already in storage form: COPY on PostgreSQL, a driver-level executemany on
+    SQLite. At 100k rows SQLAlchemy's per-row parameter handling costs more than the insert."""
     connection = db.connection()
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    columns = ", ".join(EVENT_COLUMNS)
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY stock_events ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
     sql = (
-        f"INSERT INTO stock_events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 - our own column names
-        f"VALUES ({', '.join([marker] * len(EVENT_COLUMNS))})"
+        f"INSERT INTO stock_events ({columns}) "  # noqa: S608 - our own column names
+        f"VALUES ({', '.join(['?'] * len(EVENT_COLUMNS))})"
     )
     for start in range(0, len(rows), 5000):
         connection.exec_driver_sql(sql, rows[start : start + 5000])
