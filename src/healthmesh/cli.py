@@ -3,6 +3,7 @@ the end or changes nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,10 @@ stock_app = typer.Typer(help="Stock events and snapshots.", no_args_is_help=True
 app.add_typer(stock_app, name="stock")
 needs_app = typer.Typer(help="Needs (requests for supplies).", no_args_is_help=True)
 app.add_typer(needs_app, name="needs")
+allocate_app = typer.Typer(
+    help="Allocation rounds: snapshot the round, run the engine on it.", no_args_is_help=True
+)
+app.add_typer(allocate_app, name="allocate")
 
 console = Console()
 err = Console(stderr=True)
@@ -236,6 +241,70 @@ def needs_import(
     except DomainError as exc:
         raise _fail(exc) from None
     console.print(f"created {created} needs")
+
+
+@allocate_app.command("snapshot")
+def allocate_snapshot(
+    out: Annotated[Path, typer.Option(help="Where to write the snapshot JSON")],
+    day: Annotated[str | None, typer.Option(help="The round's date, YYYY-MM-DD (default today)")] = None,
+) -> None:
+    """Write the current round's input (shareable lots, open needs, eligibility) as JSON."""
+    from datetime import date
+
+    from healthmesh.allocation import builder
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    with unit_of_work(factory) as db:
+        snapshot = builder.build_snapshot(db, date.fromisoformat(day) if day else date.today())
+    out.write_text(json.dumps(snapshot.model_dump(mode="json", by_alias=True), indent=1, sort_keys=True))
+    console.print(
+        f"wrote {out}: {len(snapshot.lots)} lots, {len(snapshot.needs)} needs, digest {snapshot.digest()}"
+    )
+
+
+@allocate_app.command("run")
+def allocate_run(
+    snapshot: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="A snapshot written by `snapshot`")
+    ],
+    policy: Annotated[
+        str, typer.Option(help="equity, covax, efficiency, emergency, pro_rata, population, fcfs")
+    ] = "equity",
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+) -> None:
+    """Run the engine on a snapshot file (no database needed) and print the plan and fairness report."""
+    from pydantic import ValidationError
+
+    from healthmesh.allocation import service
+    from healthmesh.allocation.snapshot import parse
+
+    try:
+        parsed = parse(snapshot.read_text())
+        round_ = parsed.to_round()
+        plan, used = service.run_policy(round_, policy)
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {snapshot} is not a valid snapshot: {exc}")
+        raise typer.Exit(code=1) from None
+    except DomainError as exc:
+        raise _fail(exc) from None
+    result = service.plan_json(round_, plan, used)
+    result["snapshot_digest"] = parsed.digest()
+    if output == "json":
+        typer.echo(json.dumps(result, indent=1, default=str))
+        return
+    fair = result["fairness"]
+    table = Table(title=f"{policy} on {parsed.day} ({len(plan.lines)} lines)")
+    for column in ("member", "fill rate"):
+        table.add_column(column)
+    for member, rate in fair["fill_rate_by_member"].items():
+        table.add_row(member, f"{rate:.0%}")
+    console.print(table)
+    console.print(
+        f"min fill {fair['min_fill_rate']:.0%}, Gini {fair['gini_of_member_fill_rates']:.3f}, weighted unmet "
+        f"{fair['weighted_unmet_need']:,.0f}, expiring unused {fair['units_expiring_unused']:,}, "
+        f"distance {fair['total_distance_km']:,.0f} km"
+    )
 
 
 def _progress() -> Progress:

@@ -1,6 +1,7 @@
 """Every domain's tables, imported in one place so the metadata (and Alembic) sees them all."""
 
 from healthmesh.accounts.models import ApiToken, LoginAttempt, User, WebSession
+from healthmesh.allocation.models import AllocationLine, AllocationPlan, AllocationResult
 from healthmesh.changes.models import ChangeEvent
 from healthmesh.db import Base
 from healthmesh.needs.models import Need, NeedTransition
@@ -23,6 +24,9 @@ from healthmesh.supply.models import (
 )
 
 __all__ = [
+    "AllocationLine",
+    "AllocationPlan",
+    "AllocationResult",
     "ApiToken",
     "Authorisation",
     "Base",

@@ -43,6 +43,9 @@ class Permission(StrEnum):
     NEED_READ = "need:read"
     NEED_WRITE = "need:write"
     NEED_ENDORSE = "need:endorse"
+    ALLOCATION_READ = "allocation:read"
+    ALLOCATION_RUN = "allocation:run"
+    ALLOCATION_APPROVE = "allocation:approve"
     SELF = "self"  # one's own profile, sessions and tokens
 
 
@@ -60,6 +63,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.FACILITY_WRITE,
         Permission.USER_READ,
         Permission.STOCK_WRITE,  # the regional reserve depots
+        Permission.ALLOCATION_READ,
+        Permission.ALLOCATION_RUN,
+        Permission.ALLOCATION_APPROVE,
     },
     Role.NATIONAL_FOCAL_POINT: _EVERYONE
     | _SUPPLY_READ
@@ -72,13 +78,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.PLEDGE_WRITE,
         Permission.NEED_WRITE,
         Permission.NEED_ENDORSE,
+        Permission.ALLOCATION_READ,  # its own needs' results and explanations
     },
     Role.FACILITY_MANAGER: _EVERYONE
     | _SUPPLY_READ
     | {Permission.FACILITY_WRITE, Permission.STOCK_WRITE, Permission.NEED_WRITE},
     Role.CLINICIAN: _EVERYONE | _SUPPLY_READ | {Permission.NEED_WRITE},
     Role.RESEARCHER: _EVERYONE | {Permission.STOCK_READ},
-    Role.AUDITOR: _EVERYONE | _SUPPLY_READ | {Permission.USER_READ, Permission.AUDIT_READ},
+    Role.AUDITOR: _EVERYONE
+    | _SUPPLY_READ
+    | {Permission.USER_READ, Permission.AUDIT_READ, Permission.ALLOCATION_READ},
 }
 
 ROLE_SCOPES: dict[Role, frozenset[ScopeKind]] = {

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 import healthmesh
 from healthmesh.accounts.api import router as accounts_router
+from healthmesh.allocation.api import router as allocation_router
 from healthmesh.changes.api import router as changes_router
 from healthmesh.config import Settings, load_settings
 from healthmesh.db import make_engine, make_sessionmaker
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(registry_router)
     app.include_router(supply_router)
     app.include_router(needs_router)
+    app.include_router(allocation_router)
     app.include_router(changes_router)
     app.include_router(fhir_router)
     _add_pages(app)

@@ -1,0 +1,196 @@
+"""Build a round's snapshot from the database: what can be shared, who needs what, and where
+each product may be used over the coming weeks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from healthmesh.accounts.access import Principal, Role
+from healthmesh.allocation.snapshot import (
+    EligibilityJSON,
+    LotJSON,
+    MemberJSON,
+    NeedJSON,
+    ProductJSON,
+    Snapshot,
+    WindowJSON,
+)
+from healthmesh.needs.models import Need
+from healthmesh.needs.workflow import ALLOCATABLE
+from healthmesh.registry import eligibility as rules
+from healthmesh.registry import service as registry
+from healthmesh.registry.enums import FacilityKind
+from healthmesh.registry.models import Facility, Jurisdiction, Product
+from healthmesh.supply import analytics
+from healthmesh.supply.enums import PledgeStatus
+from healthmesh.supply.models import Lot, LotBalance, Pledge
+
+#: Eligibility is evaluated day by day this far ahead (a shipment arrives well within it).
+ELIGIBILITY_HORIZON_DAYS = 60
+CAPABILITIES = ("cold_chain_2_8", "cold_chain_minus20", "cold_chain_minus70")
+SYSTEM = Principal(user_id=0, username="allocation", role=Role.ADMIN)
+
+
+def _storage(facility: Facility) -> list[str]:
+    return [name for name in CAPABILITIES if getattr(facility, name)]
+
+
+def shareable_lots(db: Session, day: date) -> list[LotJSON]:
+    """Unexpired, unreserved stock at the regional reserve depots, and members' pledged surplus
+    (the pledging facility's lots, earliest expiry first, up to the pledge)."""
+    rows = db.execute(
+        select(Lot, LotBalance.on_hand - LotBalance.reserved, Facility)
+        .join(LotBalance, LotBalance.lot_id == Lot.id)
+        .join(Facility, Facility.id == Lot.facility_id)
+        .where(LotBalance.on_hand > LotBalance.reserved)
+        .where((Lot.expiry_date.is_(None)) | (Lot.expiry_date > day))
+        .order_by(Lot.expiry_date, Lot.id)
+    ).all()
+    pledged: dict[tuple[int, int], int] = defaultdict(int)
+    for pledge in db.scalars(
+        select(Pledge).where(
+            Pledge.status == PledgeStatus.ACTIVE, Pledge.valid_from <= day, Pledge.valid_to >= day
+        )
+    ):
+        pledged[(pledge.facility_id, pledge.product_id)] += pledge.quantity
+    out = []
+    for lot, available, facility in rows:
+        if facility.kind is FacilityKind.REGIONAL_RESERVE_DEPOT:
+            quantity, origin = int(available), "reserve"
+        else:
+            key = (facility.id, lot.product_id)
+            quantity, origin = min(int(available), pledged.get(key, 0)), "pledge"
+            if quantity <= 0:
+                continue
+            pledged[key] -= quantity
+        out.append(
+            LotJSON(
+                id=f"lot:{lot.id}",
+                product=lot.product.code,
+                source=facility.code,
+                source_member=facility.jurisdiction.iso3,
+                quantity=quantity,
+                expiry=lot.expiry_date,
+                lat=facility.latitude,
+                lon=facility.longitude,
+                origin=origin,
+            )
+        )
+    return out
+
+
+def _destination(db: Session, need: Need, warehouses: dict[int, Facility]) -> Facility | None:
+    if need.facility is not None:
+        return need.facility
+    return warehouses.get(need.jurisdiction_id)
+
+
+def open_needs(db: Session, day: date) -> list[NeedJSON]:
+    """Needs open to allocation, each with its destination, the member's coverage and its order."""
+    warehouses = {
+        f.jurisdiction_id: f
+        for f in db.scalars(
+            select(Facility)
+            .where(Facility.kind == FacilityKind.NATIONAL_WAREHOUSE)
+            .order_by(Facility.id.desc())
+        )
+    }
+    coverage = {
+        (row.jurisdiction, row.product): row.coverage
+        for row in analytics.shortage_board(db, SYSTEM, window=analytics.Window(day))
+    }
+    out = []
+    needs = db.scalars(
+        select(Need).where(Need.status.in_(list(ALLOCATABLE))).order_by(Need.submitted_at, Need.id)
+    )
+    for order, need in enumerate(needs):
+        destination = _destination(db, need, warehouses)
+        outstanding = need.quantity - need.quantity_allocated
+        if destination is None or outstanding <= 0:
+            continue
+        iso3, product = need.jurisdiction.iso3, need.product.code
+        out.append(
+            NeedJSON(
+                id=f"need:{need.id}",
+                product=product,
+                member=iso3,
+                facility=destination.code,
+                lat=destination.latitude,
+                lon=destination.longitude,
+                quantity=outstanding,
+                urgency=need.urgency.value,
+                coverage=coverage.get((iso3, product)),
+                population_served=need.population_served,
+                order=order,
+                storage=_storage(destination),
+            )
+        )
+    return out
+
+
+def eligibility_windows(db: Session, pairs: set[tuple[str, str]], day: date) -> list[EligibilityJSON]:
+    """For each (product, member): the days in the horizon on which the product may be used there."""
+    products = {p.code: p for p in db.scalars(select(Product).where(Product.code.in_({p for p, _ in pairs})))}
+    recognitions = registry.recognition_records(db)
+    authorisations = {
+        code: registry.authorisation_records(db, product.id) for code, product in products.items()
+    }
+    out = []
+    for code, member in sorted(pairs):
+        product = products[code]
+        decisions = [
+            rules.decide(
+                product_code=code,
+                category=product.category.value,
+                who_listing=product.who_listing,
+                jurisdiction=member,
+                day=day + timedelta(days=offset),
+                authorisations=authorisations[code],
+                recognitions=recognitions,
+            )
+            for offset in range(ELIGIBILITY_HORIZON_DAYS + 1)
+        ]
+        windows: list[WindowJSON] = []
+        for offset, decision in enumerate(decisions):
+            when = day + timedelta(days=offset)
+            opens = decision.allowed and (offset == 0 or not decisions[offset - 1].allowed)
+            closes = not decision.allowed and offset > 0 and decisions[offset - 1].allowed
+            if opens:
+                windows.append(WindowJSON(start=when, end=None))
+            if closes:
+                windows[-1] = WindowJSON(start=windows[-1].start, end=when - timedelta(days=1))
+        basis = next((d.explanation for d in decisions if d.allowed), decisions[0].explanation)
+        out.append(EligibilityJSON(product=code, member=member, windows=windows, basis=basis))
+    return out
+
+
+def build_snapshot(db: Session, day: date) -> Snapshot:
+    lots = shareable_lots(db, day)
+    needs = open_needs(db, day)
+    codes = {lot.product for lot in lots} | {need.product for need in needs}
+    products = [
+        ProductJSON(
+            code=p.code,
+            storage_condition=p.storage_condition.value,
+            pack_size=p.pack_size,
+            discrete=p.is_discrete_equipment,
+        )
+        for p in db.scalars(select(Product).where(Product.code.in_(codes)).order_by(Product.code))
+    ]
+    members = [
+        MemberJSON(iso3=j.iso3, population=j.population, income_group=j.income_group.value)
+        for j in db.scalars(select(Jurisdiction).order_by(Jurisdiction.iso3))
+    ]
+    pairs = {(need.product, need.member) for need in needs}
+    return Snapshot(
+        day=day,
+        lots=lots,
+        needs=needs,
+        products=products,
+        members=members,
+        eligibility=eligibility_windows(db, pairs, day),
+    )
