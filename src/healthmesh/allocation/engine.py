@@ -14,8 +14,13 @@ with the number of needs, not with its square.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +45,26 @@ SLACK_COST = 10.0  # per unit of unmet floor: more than the whole fill-rate or e
 EXPIRY_TIE = 1e-3
 DISTANCE_TIE = 1e-4
 FILL_TOLERANCE = 1e-6
+MAX_LEVEL_CHECKS = 14  # binary search over fill levels: exact up to 16k distinct levels per product
+PACK_TOLERANCE = 1e-3  # LP values such as 4.99999 packs mean 5 (a stage-2 failure steps down anyway)
+
+
+_STDOUT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _native_stdout_to_stderr() -> Iterator[None]:
+    """HiGHS (as bundled with SciPy 1.17) prints a stray debug line on C stdout even with output
+    off; send C-level stdout to stderr while it runs, so JSON written on stdout stays clean."""
+    with _STDOUT_LOCK:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def need_weight(need: NeedLine, round_: Round, policy: Policy) -> float:
@@ -63,6 +88,7 @@ class ProductContext:
     floors: dict[str, float] = field(default_factory=dict)
     caps: dict[str, float] = field(default_factory=dict)
     member_totals: dict[str, int] = field(default_factory=dict)
+    below_pack: set[int] = field(default_factory=set)  # round need indices that cannot get a whole pack
 
 
 @dataclass
@@ -115,11 +141,27 @@ class ProductProgramme:
         lower += [0.0] * n_needs
         upper += list((self.requested // self.unit).astype(float))
         base += n_needs
-        add(base + need_row, columns, np.full(p, float(self.unit)))  # fill rate >= t
-        add(base + np.arange(n_needs), np.full(n_needs, self.t_col), -self.requested.astype(float))
-        lower += [0.0] * n_needs
-        upper += [np.inf] * n_needs
-        base += n_needs
+        # Fill rate >= t, for every need that can receive at least one whole pack from its candidates;
+        # one that cannot (asks for less than a pack, or its lots hold less) must not pin t at zero.
+        lot_packs = self.available // self.unit
+        reachable = np.bincount(need_row, weights=lot_packs[lot_row], minlength=n_needs)
+        self.servable = np.minimum(reachable, self.requested // self.unit) >= 1
+        fair_rows = np.cumsum(self.servable) - 1
+        pair_fair = self.servable[need_row]
+        n_fair = int(self.servable.sum())
+        add(
+            base + fair_rows[need_row][pair_fair],
+            columns[pair_fair],
+            np.full(int(pair_fair.sum()), float(self.unit)),
+        )
+        add(
+            base + np.arange(n_fair),
+            np.full(n_fair, self.t_col),
+            -self.requested[self.servable].astype(float),
+        )
+        lower += [0.0] * n_fair
+        upper += [np.inf] * n_fair
+        base += n_fair
         for m, member in enumerate(self.members):
             mask = member_row == m
             if member in self.caps:
@@ -136,7 +178,9 @@ class ProductProgramme:
         matrix = coo_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(base, self.n_cols)
         ).tocsr()
-        self.constraint = LinearConstraint(matrix, np.array(lower), np.array(upper))
+        self.matrix = matrix
+        self.row_lower, self.row_upper = np.array(lower), np.array(upper)
+        self.need_rows = np.arange(n_lots, n_lots + n_needs)
         self.n_rows = base
         ub_pairs = np.minimum(self.available[lot_row] // self.unit, self.requested[need_row] // self.unit)
         self.upper_bounds = np.concatenate([ub_pairs.astype(float), [1.0], np.full(n_members, np.inf)])
@@ -178,53 +222,121 @@ class ProductProgramme:
         return floors, caps
 
     def _run(
-        self, objective: NDArray[np.float64], t_lower: float
-    ) -> tuple[NDArray[np.float64], float, SolverReport]:
+        self,
+        objective: NDArray[np.float64],
+        *,
+        t_bounds: tuple[float, float],
+        integral: bool,
+        need_packs_at_least: NDArray[np.float64] | None = None,
+    ) -> tuple[NDArray[np.float64] | None, SolverReport]:
         lower = np.zeros(self.n_cols)
-        lower[self.t_col] = t_lower
+        upper = self.upper_bounds.copy()
+        lower[self.t_col], upper[self.t_col] = t_bounds
+        row_lower = self.row_lower.copy()
+        if need_packs_at_least is not None:
+            row_lower[self.need_rows] = need_packs_at_least
         started = time.perf_counter()
-        result = milp(
-            objective,
-            integrality=self.integrality,
-            bounds=Bounds(lower, self.upper_bounds),
-            constraints=self.constraint,
-            options={"time_limit": self.policy.time_limit_seconds, "mip_rel_gap": 1e-6, "disp": False},
-        )
+        with _native_stdout_to_stderr():
+            result = milp(
+                objective,
+                integrality=self.integrality if integral else np.zeros(self.n_cols),
+                bounds=Bounds(lower, upper),
+                constraints=LinearConstraint(self.matrix, row_lower, self.row_upper),
+                options={"time_limit": self.policy.time_limit_seconds, "mip_rel_gap": 1e-6, "disp": False},
+            )
         seconds = time.perf_counter() - started
-        if result.x is None:
-            raise RuntimeError(f"HiGHS found no solution for {self.code}: {result.message}")
-        bound = float(getattr(result, "mip_dual_bound", result.fun) or result.fun)
+        fun = float(result.fun) if result.fun is not None else float("nan")
+        bound = float(getattr(result, "mip_dual_bound", None) or fun)
         gap = float(getattr(result, "mip_gap", 0.0) or 0.0)
-        status = (
-            "optimal" if result.status == 0 else "time_limit" if result.status == 1 else str(result.status)
+        status = {0: "optimal", 1: "time_limit", 2: "infeasible"}.get(result.status, str(result.status))
+        report = SolverReport(status, self.build_seconds, seconds, self.n_cols, self.n_rows, fun, bound, gap)
+        return (np.asarray(result.x, dtype=float) if result.x is not None else None), report
+
+    def _feasible(self, packs: NDArray[np.float64], reports: list[SolverReport]) -> bool:
+        x, report = self._run(
+            np.zeros(self.n_cols), t_bounds=(0.0, 0.0), integral=False, need_packs_at_least=packs
         )
-        report = SolverReport(
-            status, self.build_seconds, seconds, self.n_cols, self.n_rows, float(result.fun), bound, gap
+        reports.append(report)
+        return x is not None
+
+    def _integer_max_min(self, t_lp: float, reports: list[SolverReport]) -> tuple[NDArray[np.float64], float]:
+        """The highest fill level every servable need can reach in whole packs, and the packs each
+        needs for it. Levels are the fills k packs give a need; feasibility at a level is an LP (the
+        transportation structure makes it integral), so a binary search over the levels between
+        the LP's rounded-down fills and t_lp finds the integer max-min."""
+        if not self.policy.whole_units:
+            return np.where(
+                self.servable, t_lp * (1 - FILL_TOLERANCE) * self.requested / self.unit, 0.0
+            ), t_lp
+        q = self.requested[self.servable].astype(float)
+        best = np.floor(t_lp * q / self.unit + PACK_TOLERANCE)
+        t_floor = float((best * self.unit / q).min())
+        low_packs = np.ceil(t_floor * q / self.unit - 1e-9)
+        levels = np.unique(
+            np.concatenate(
+                [
+                    np.arange(lo, hi + 1) * self.unit / qi
+                    for lo, hi, qi in zip(low_packs, best, q, strict=True)
+                ]
+            )
         )
-        return np.asarray(result.x, dtype=float), float(result.fun), report
+
+        def packs_for(level: float) -> NDArray[np.float64]:
+            out = np.zeros(len(self.requested))
+            out[self.servable] = np.ceil(level * q / self.unit - 1e-9)
+            return out
+
+        lo, hi = 0, len(levels) - 1
+        for _ in range(MAX_LEVEL_CHECKS):
+            if lo >= hi:
+                break
+            mid = (lo + hi + 1) // 2
+            if self._feasible(packs_for(float(levels[mid])), reports):
+                lo = mid
+            else:
+                hi = mid - 1
+        return packs_for(float(levels[lo])), float(levels[lo])
 
     def solve(self) -> _Solution:
-        t = 0.0
+        """Stage 1: the best common fill rate on the LP relaxation, then the best level reachable in
+        whole packs (`_integer_max_min`); max-min is slow for branch and bound but easy this way.
+        Stage 2: every servable need gets at least its packs for that level, and weighted need
+        served is maximised, as a MIP that HiGHS closes at the root (the lot and need rows form a
+        transportation problem, whose vertices are integral when the bounds are)."""
         reports = []
-        if self.policy.fairness is Fairness.MAXMIN_THEN_EFFICIENCY:
+        floor_packs: NDArray[np.float64] | None = None
+        t = 0.0
+        if self.policy.fairness is Fairness.MAXMIN_THEN_EFFICIENCY and self.servable.any():
             fairness = np.zeros(self.n_cols)
             fairness[self.t_col] = -1.0
             fairness[self.slack0 :] = SLACK_COST
-            x, _, report = self._run(fairness, 0.0)
+            x, report = self._run(fairness, t_bounds=(0.0, 1.0), integral=False)
             reports.append(report)
-            t = max(float(x[self.t_col]) - FILL_TOLERANCE, 0.0)
-        x, _, report = self._run(self.efficiency, t)
-        reports.append(report)
+            t_lp = float(x[self.t_col]) if x is not None else 0.0
+            floor_packs, t = self._integer_max_min(t_lp, reports)
+        x = None
+        for relax in (1.0, 0.9, 0.75, 0.5, 0.0):  # caps and floors can break integrality; step down
+            packs = None if floor_packs is None else np.floor(floor_packs * relax)
+            x, report = self._run(
+                self.efficiency,
+                t_bounds=(0.0, 0.0),
+                integral=self.policy.whole_units,
+                need_packs_at_least=packs,
+            )
+            reports.append(report)
+            if x is not None:
+                break
+        assert x is not None, f"HiGHS found no plan for {self.code}"
         packs = np.rint(x[: len(self.pairs)]) if self.policy.whole_units else x[: len(self.pairs)]
         units = (packs * self.unit).astype(np.int64)
         merged = SolverReport(
-            "optimal" if all(r.status == "optimal" for r in reports) else "time_limit",
+            "optimal" if reports[-1].status == "optimal" else reports[-1].status,
             self.build_seconds,
             sum(r.seconds_solve for r in reports),
             self.n_cols,
             self.n_rows,
-            report.objective,
-            report.bound,
+            reports[-1].objective,
+            reports[-1].bound,
             max(r.gap for r in reports),
         )
         return _Solution(units, t, merged)
@@ -264,6 +376,15 @@ def allocate(round_: Round, policy: Policy) -> Plan:
             )
             allocated[pair.need] += int(units)
             context.member_totals[need.member] = context.member_totals.get(need.member, 0) + int(units)
+        fills = [
+            allocated.get(int(n), 0) / round_.needs[int(n)].quantity
+            for n, ok in zip(programme.need_ids, programme.servable, strict=True)
+            if ok
+        ]
+        context.t = min(fills, default=0.0)  # the fill every servable need reached, in whole packs
+        context.below_pack = {
+            int(n) for n, ok in zip(programme.need_ids, programme.servable, strict=True) if not ok
+        }
         contexts[code] = context
     results = tuple(
         _explain(n, need, allocated.get(n, 0), found.refused.get(n), contexts.get(need.product), policy)
@@ -289,6 +410,12 @@ def _explain(
     if refused is not None:
         return result(refused[0], refused[1][0].upper() + refused[1][1:] + ".")
     assert context is not None, index
+    if index in context.below_pack and allocated == 0:
+        return result(
+            Reason.BELOW_PACK,
+            f"{need.product} moves in whole packs of {context.unit}: this need asks for less than a pack, "
+            "or no lot that could reach it holds a whole pack.",
+        )
     if need.quantity - allocated < context.unit:
         return result(Reason.FULLY_ALLOCATED, f"Fully allocated: {allocated} of {need.quantity} units.")
     total = context.member_totals.get(need.member, 0)
@@ -306,7 +433,7 @@ def _explain(
             f"Supply is scarce: {need.member} received its population floor of "
             f"{int(floor)} units of {need.product}; {allocated} of {need.quantity} allocated here.",
         )
-    if policy.fairness is Fairness.MAXMIN_THEN_EFFICIENCY:
+    if policy.fairness is Fairness.MAXMIN_THEN_EFFICIENCY and context.t > 0:
         text = (
             f"Supply exhausted: {context.supply} units of {need.product} could reach this need and "
             f"were shared so that every need they could serve got at least {context.t:.0%}; "
@@ -314,8 +441,9 @@ def _explain(
         )
     else:
         text = (
-            f"Supply exhausted: {context.supply} units of {need.product} went to the most heavily weighted "
-            f"needs first; {allocated} of {need.quantity} allocated."
+            f"Supply exhausted: {context.supply} units of {need.product} could reach this need; in whole "
+            f"packs they went to the most heavily weighted needs first; {allocated} of {need.quantity} "
+            "allocated."
         )
     return result(Reason.SUPPLY_EXHAUSTED, text)
 

@@ -9,7 +9,9 @@ from datetime import timedelta
 from healthmesh.allocation.engine import need_weight
 from healthmesh.allocation.model import Plan, Policy, Reason, Round
 
-UNSERVABLE = frozenset({Reason.NOT_AUTHORISED, Reason.NO_COLD_CHAIN, Reason.SHELF_LIFE, Reason.NO_SUPPLY})
+UNSERVABLE = frozenset(
+    {Reason.NOT_AUTHORISED, Reason.NO_COLD_CHAIN, Reason.SHELF_LIFE, Reason.NO_SUPPLY, Reason.BELOW_PACK}
+)
 
 
 @dataclass(frozen=True)

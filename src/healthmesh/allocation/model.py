@@ -137,6 +137,7 @@ class Reason(StrEnum):
     NO_SUPPLY = "no_supply"
     MEMBER_CAP = "member_cap"
     FLOOR_APPLIED = "floor_applied"
+    BELOW_PACK = "below_pack_size"
 
 
 @dataclass(frozen=True)
