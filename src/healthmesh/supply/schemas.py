@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, NotRequired, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
 
 from healthmesh.registry.schemas import Code
 from healthmesh.supply.enums import EventKind, PledgeStatus
@@ -39,22 +40,49 @@ class StockEventIn(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.kind is EventKind.ADJUSTMENT:
-            if self.quantity == 0:
-                raise ValueError("quantity: an adjustment cannot be 0")
-            if not self.reason:
-                raise ValueError("reason: required for an adjustment")
-        elif self.quantity <= 0:
-            raise ValueError("quantity: must be positive")
-        if self.kind in TRANSFERS and not self.counterpart_facility:
-            raise ValueError("counterpart_facility: required for a transfer")
-        if self.from_reservation and self.kind not in {
-            EventKind.ISSUE,
-            EventKind.TRANSFER_OUT,
-            EventKind.EXPIRY_WRITEOFF,
-        }:
-            raise ValueError("from_reservation: only for stock leaving the facility")
+        problem = inconsistency(
+            self.kind, self.quantity, self.reason, self.counterpart_facility, self.from_reservation
+        )
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         return self
+
+
+OUTBOUND_KINDS = frozenset({EventKind.ISSUE, EventKind.TRANSFER_OUT, EventKind.EXPIRY_WRITEOFF})
+
+
+def inconsistency(
+    kind: EventKind, quantity: int, reason: str, counterpart: str | None, from_reservation: bool
+) -> tuple[str, str] | None:
+    """The first cross-field rule an event breaks, as (field, message); shared by the API model and
+    the fast file path so the rules are written once."""
+    if kind is EventKind.ADJUSTMENT:
+        if quantity == 0:
+            return "quantity", "an adjustment cannot be 0"
+        if not reason:
+            return "reason", "required for an adjustment"
+    elif quantity <= 0:
+        return "quantity", "must be positive"
+    if kind in TRANSFERS and not counterpart:
+        return "counterpart_facility", "required for a transfer"
+    if from_reservation and kind not in OUTBOUND_KINDS:
+        return "from_reservation", "only for stock leaving the facility"
+    return None
+
+
+def _row_schema() -> Any:
+    """The fields of `StockEventIn` as a TypedDict, for files: pydantic validates a list of these
+    several times faster than model instances, with the very same field rules."""
+    fields = {
+        name: info.rebuild_annotation() if info.is_required() else NotRequired[info.rebuild_annotation()]
+        for name, info in StockEventIn.model_fields.items()
+    }
+    row = TypedDict("StockEventRow", fields)  # type: ignore[misc]
+    row.__pydantic_config__ = ConfigDict(extra="forbid", str_strip_whitespace=True)  # type: ignore[attr-defined]
+    return row
+
+
+StockEventRow = _row_schema()
 
 
 class StockBatchIn(BaseModel):

@@ -3,7 +3,7 @@ within the caller's scope, and manage pledges to the regional pool."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -56,32 +56,41 @@ class CodeBook:
         }
 
 
+EventRow = StockEventIn | Mapping[str, Any]
+
+
+def _fields(item: EventRow) -> Mapping[str, Any]:
+    """An event's fields whether it came as an API model or a validated file row (a dict)."""
+    return item.__dict__ if isinstance(item, StockEventIn) else item
+
+
 def prepare_events(
-    db: Session, actor: Principal, items: Sequence[tuple[int, StockEventIn]]
+    db: Session, actor: Principal, items: Sequence[tuple[int, EventRow]]
 ) -> list[ledger.EventInput]:
     """Resolve codes and check the actor's scope for every event; all problems at once."""
+    rows = [(line, _fields(item)) for line, item in items]
     book = CodeBook(
         db,
-        {item.facility for _, item in items}
-        | {item.counterpart_facility for _, item in items if item.counterpart_facility},
-        {item.product for _, item in items},
+        {row["facility"] for _, row in rows}
+        | {row["counterpart_facility"] for _, row in rows if row.get("counterpart_facility")},
+        {row["product"] for _, row in rows},
     )
     errors: list[FieldError] = []
     out: list[ledger.EventInput] = []
     now = utcnow()
     allowed: dict[int, bool] = {}
-    for line, item in items:
-        facility = book.facilities.get(item.facility)
-        product_id = book.products.get(item.product)
-        counterpart = book.facilities.get(item.counterpart_facility) if item.counterpart_facility else None
+    facilities, products = book.facilities, book.products
+    for line, row in rows:
+        facility = facilities.get(row["facility"])
+        product_id = products.get(row["product"])
+        counterpart_code = row.get("counterpart_facility")
+        counterpart = facilities.get(counterpart_code) if counterpart_code else None
         if facility is None:
-            errors.append(FieldError("facility", f"unknown facility {item.facility!r}", line))
+            errors.append(FieldError("facility", f"unknown facility {row['facility']!r}", line))
         if product_id is None:
-            errors.append(FieldError("product", f"unknown product {item.product!r}", line))
-        if item.counterpart_facility and counterpart is None:
-            errors.append(
-                FieldError("counterpart_facility", f"unknown facility {item.counterpart_facility!r}", line)
-            )
+            errors.append(FieldError("product", f"unknown product {row['product']!r}", line))
+        if counterpart_code and counterpart is None:
+            errors.append(FieldError("counterpart_facility", f"unknown facility {counterpart_code!r}", line))
         if facility is None or product_id is None:
             continue
         if facility.id not in allowed:
@@ -91,19 +100,19 @@ def prepare_events(
             continue
         out.append(
             ledger.EventInput(
-                line=line,
-                facility_id=facility.id,
-                jurisdiction_id=facility.jurisdiction_id,
-                product_id=product_id,
-                lot_number=item.lot_number,
-                expiry_date=item.expiry_date,
-                kind=item.kind,
-                quantity=item.quantity,
-                occurred_at=item.occurred_at or now,
-                from_reservation=item.from_reservation,
-                reason=item.reason,
-                reference=item.reference,
-                counterpart_facility_id=counterpart.id if counterpart else None,
+                line,
+                facility.id,
+                facility.jurisdiction_id,
+                product_id,
+                row["lot_number"],
+                row.get("expiry_date"),
+                row["kind"],
+                row["quantity"],
+                row.get("occurred_at") or now,
+                row.get("from_reservation", False),
+                row.get("reason", ""),
+                row.get("reference", ""),
+                counterpart.id if counterpart else None,
             )
         )
     if errors:
@@ -114,7 +123,7 @@ def prepare_events(
 def record(
     db: Session,
     actor: Principal,
-    items: Sequence[tuple[int, StockEventIn]],
+    items: Sequence[tuple[int, EventRow]],
     *,
     source: str,
     request_digest: str,
