@@ -582,18 +582,18 @@ def import_report(db: Session, actor: Principal, body: Any) -> ImportResult:
         raise InvalidInput(f"{len(errors)} problem(s) in the report; nothing was recorded", errors)
     digest = digest_of(body)
     key = _idempotency_key(report, digest)
+    reader = _Reader(db, actor, report, count_type)
+    lines = reader.lines()
+    if reader.errors:  # scope and references first: a replay must not answer for another member
+        raise InvalidInput(
+            f"{len(reader.errors)} problem(s) in the report; nothing was recorded", reader.errors
+        )
     try:
         earlier = ledger.earlier_batch(db, key, digest)
     except Conflict as exc:
         raise _identifier_conflict(exc) from None
     if earlier is not None:
         return ImportResult(earlier.id, earlier.events, replayed=True)
-    reader = _Reader(db, actor, report, count_type)
-    lines = reader.lines()
-    if reader.errors:
-        raise InvalidInput(
-            f"{len(reader.errors)} problem(s) in the report; nothing was recorded", reader.errors
-        )
     try:
         events, origin, errors = _events(count_type, lines, _current_lots(db, lines), _label(report, digest))
     except ValidationError as exc:  # a bound StockEventIn enforces that the reader missed: a bug, but named

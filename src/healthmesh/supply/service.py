@@ -131,10 +131,10 @@ def record(
     progress: Callable[[int], None] | None = None,
 ) -> ledger.BatchResult:
     """Record events, all or nothing; a retry under the same idempotency key changes nothing."""
+    events = prepare_events(db, actor, items)  # scope first: a replay must not answer for another member
     earlier = ledger.earlier_batch(db, idempotency_key, request_digest)
     if earlier is not None:
         return ledger.BatchResult(earlier.id, earlier.events, replayed=True)
-    events = prepare_events(db, actor, items)
     return ledger.record_events(
         db,
         events,

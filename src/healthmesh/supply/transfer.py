@@ -47,9 +47,6 @@ def import_events(
     """
     request_digest = ledger.digest(text.encode())
     key = idempotency_key or f"csv:{request_digest}"
-    earlier = ledger.earlier_batch(db, key, request_digest)
-    if earlier is not None:
-        return ledger.BatchResult(earlier.id, earlier.events, replayed=True)
     rows, errors = read_csv(text, columns=COLUMNS, required=REQUIRED)
     items, row_errors = validate_event_rows(rows)
     errors += row_errors
