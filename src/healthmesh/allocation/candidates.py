@@ -3,7 +3,7 @@
 A pair (lot, need) is a candidate when the destination has the storage the product needs, the
 product may be used there on the lot's arrival date (or the round carries an emergency waiver),
 and the lot arrives with at least the policy's shelf life left. Each need considers its nearest
-sources and the largest ones, which keeps the model near-linear in the number of needs while
+lots and the product's largest ones, which keeps the model linear in the number of needs while
 every big pool stays within reach. A need without any candidate gets the first rule that failed.
 """
 
@@ -13,6 +13,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
+
+import numpy as np
 
 from healthmesh.allocation.model import Eligibility, NeedLine, Policy, Reason, Round, SupplyLot, distance_km
 
@@ -51,17 +53,42 @@ def _shelf_ok(lot: SupplyLot, arrives: date, policy: Policy) -> bool:
     return lot.expiry is None or (lot.expiry - arrives).days >= policy.min_shelf_life_days
 
 
+class _ProductLots:
+    """A product's lots as arrays, for choosing each need's candidates without a Python loop."""
+
+    def __init__(self, round_: Round, indices: list[int], policy: Policy) -> None:
+        self.indices = np.array(indices, dtype=np.int64)
+        lots = [round_.lots[i] for i in indices]
+        self.lat = np.radians([lot.lat for lot in lots])
+        self.lon = np.radians([lot.lon for lot in lots])
+        quantity = np.array([lot.quantity for lot in lots])
+        self.largest = self.indices[np.argsort(-quantity, kind="stable")[: policy.candidate_sources]]
+        self.keep = policy.candidate_sources
+
+    def chosen(self, need: NeedLine) -> list[int]:
+        """The need's nearest lots and the product's largest lots (nearest first)."""
+        if len(self.indices) <= 2 * self.keep:
+            return [int(i) for i in self.indices]
+        lat, lon = math.radians(need.lat), math.radians(need.lon)
+        a = (
+            np.sin((self.lat - lat) / 2) ** 2
+            + np.cos(lat) * np.cos(self.lat) * np.sin((self.lon - lon) / 2) ** 2
+        )
+        nearest = self.indices[np.argpartition(a, self.keep)[: self.keep]]
+        return sorted({int(i) for i in nearest} | {int(i) for i in self.largest})
+
+
 def build(round_: Round, policy: Policy) -> Candidates:
     lots_by_product: dict[str, list[int]] = defaultdict(list)
     for index, lot in enumerate(round_.lots):
         if lot.quantity > 0:
             lots_by_product[lot.product].append(index)
+    arrays = {code: _ProductLots(round_, ids, policy) for code, ids in lots_by_product.items()}
     pairs: list[Pair] = []
     refused: dict[int, tuple[Reason, str]] = {}
     for n, need in enumerate(round_.needs):
         product = round_.products.get(need.product)
-        lot_ids = lots_by_product.get(need.product, [])
-        if product is None or not lot_ids:
+        if product is None or need.product not in arrays:
             refused[n] = (Reason.NO_SUPPLY, f"no shareable supply of {need.product} in this round")
             continue
         eligibility = round_.eligibility.get(
@@ -74,9 +101,8 @@ def build(round_: Round, policy: Policy) -> Candidates:
                 f"{place} has no {product.storage_condition.replace('_', ' ')} storage for {need.product}",
             )
             continue
-        chosen = _sources(round_, lot_ids, need, policy)
         authorised = shelf = False
-        for index in chosen:
+        for index in arrays[need.product].chosen(need):
             lot = round_.lots[index]
             km = distance_km(lot.lat, lot.lon, need.lat, need.lon)
             arrives = arrival(round_.day, km, policy)
@@ -97,17 +123,3 @@ def build(round_: Round, policy: Policy) -> Candidates:
                 f"no lot of {need.product} would arrive with {policy.min_shelf_life_days} days of shelf life",
             )
     return Candidates(pairs, refused)
-
-
-def _sources(round_: Round, lot_ids: list[int], need: NeedLine, policy: Policy) -> list[int]:
-    """Lots at the need's nearest sources and at the largest sources of the product."""
-    by_source: dict[str, list[int]] = defaultdict(list)
-    for index in lot_ids:
-        by_source[round_.lots[index].source].append(index)
-    if len(by_source) <= 2 * policy.candidate_sources:
-        return lot_ids
-    first = {source: round_.lots[ids[0]] for source, ids in by_source.items()}
-    nearest = sorted(by_source, key=lambda s: distance_km(first[s].lat, first[s].lon, need.lat, need.lon))
-    largest = sorted(by_source, key=lambda s: -sum(round_.lots[i].quantity for i in by_source[s]))
-    keep = set(nearest[: policy.candidate_sources]) | set(largest[: policy.candidate_sources])
-    return [index for source in sorted(keep) for index in by_source[source]]

@@ -287,6 +287,9 @@ class ProductProgramme:
             return out
 
         lo, hi = 0, len(levels) - 1
+        if hi > 0 and self._feasible(packs_for(float(levels[hi])), reports):
+            return packs_for(float(levels[hi])), float(levels[hi])  # the usual case: one LP
+        hi -= 1
         for _ in range(MAX_LEVEL_CHECKS):
             if lo >= hi:
                 break

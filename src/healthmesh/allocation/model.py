@@ -84,7 +84,7 @@ class Policy:
     road_speed_km_per_day: float = 500.0
     handling_days: int = 2
     whole_units: bool = True
-    candidate_sources: int = 12  # per need: nearest sources, plus the largest ones
+    candidate_sources: int = 12  # per need: this many nearest lots, plus the product's largest lots
     time_limit_seconds: float = 30.0
 
 
