@@ -20,13 +20,16 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_array
+from scipy.sparse.csgraph import maximum_flow
 
 from healthmesh.allocation import candidates as cand
 from healthmesh.allocation.model import (
@@ -45,7 +48,8 @@ SLACK_COST = 10.0  # per unit of unmet floor: more than the whole fill-rate or e
 EXPIRY_TIE = 1e-3
 DISTANCE_TIE = 1e-4
 FILL_TOLERANCE = 1e-6
-MAX_LEVEL_CHECKS = 14  # binary search over fill levels: exact up to 16k distinct levels per product
+MAX_LEVEL_CHECKS = 40  # binary search over fill levels (a max flow each): exact for any product
+INTEGRAL_TOLERANCE = 1e-7  # an LP value this close to a whole pack is one
 PACK_TOLERANCE = 1e-3  # LP values such as 4.99999 packs mean 5 (a stage-2 failure steps down anyway)
 
 
@@ -101,22 +105,26 @@ class _Solution:
 class ProductProgramme:
     """Columns: one per candidate pair (packs shipped), then t, then one floor slack per member."""
 
-    def __init__(self, round_: Round, policy: Policy, code: str, pairs: list[cand.Pair]) -> None:
+    def __init__(self, round_: Round, policy: Policy, code: str, found: cand.Candidates) -> None:
         started = time.perf_counter()
-        self.round, self.policy, self.code, self.pairs = round_, policy, code, pairs
+        self.round, self.policy, self.code = round_, policy, code
+        part = found.products[code]
+        self.pair_lot, self.pair_need = found.lot[part], found.need[part]
+        self.pair_km, self.pair_day = found.distance_km[part], found.arrival_day[part]
         info = round_.products[code]
         self.unit = max(info.pack_size if policy.whole_units and not info.discrete else 1, 1)
-        lot_index = np.array([p.lot for p in pairs], dtype=np.int64)
-        need_index = np.array([p.need for p in pairs], dtype=np.int64)
-        self.lot_ids, lot_row = np.unique(lot_index, return_inverse=True)
-        self.need_ids, need_row = np.unique(need_index, return_inverse=True)
-        self.members = sorted({round_.needs[n].member for n in self.need_ids})
-        member_of_need = np.array([self.members.index(round_.needs[n].member) for n in self.need_ids])
+        self.lot_ids, lot_row = np.unique(self.pair_lot, return_inverse=True)
+        self.need_ids, need_row = np.unique(self.pair_need, return_inverse=True)
+        member_names = [round_.needs[n].member for n in self.need_ids]
+        self.members = sorted(set(member_names))
+        position = {member: i for i, member in enumerate(self.members)}
+        member_of_need = np.array([position[m] for m in member_names], dtype=np.int64)
         member_row = member_of_need[need_row]
         self.available = np.array([round_.lots[i].quantity for i in self.lot_ids], dtype=np.int64)
         self.requested = np.array([round_.needs[n].quantity for n in self.need_ids], dtype=np.int64)
         self.supply = int(self.available.sum())
-        p, n_lots, n_needs, n_members = len(pairs), len(self.lot_ids), len(self.need_ids), len(self.members)
+        p, n_needs, n_members = len(self.pair_lot), len(self.need_ids), len(self.members)
+        n_lots = len(self.lot_ids)
         self.t_col, self.slack0 = p, p + 1
         self.n_cols = p + 1 + n_members
         self.floors, self.caps = self._floors_and_caps(member_of_need)
@@ -188,8 +196,9 @@ class ProductProgramme:
             [np.ones(p) if policy.whole_units else np.zeros(p), np.zeros(1 + n_members)]
         )
         weights = np.array([need_weight(round_.needs[n], round_, policy) for n in self.need_ids])
-        days_left = np.array([_days_left(round_, pair) for pair in pairs], dtype=np.float64)
-        distance = np.array([pair.distance_km for pair in pairs], dtype=np.float64)
+        expiry = np.array([_expiry_day(round_, i) for i in self.lot_ids], dtype=np.int64)
+        days_left = (expiry[lot_row] - self.pair_day).astype(np.float64)
+        distance = self.pair_km
         self.efficiency = np.zeros(self.n_cols)
         scale = float(self.unit)
         self.efficiency[:p] = (
@@ -198,7 +207,43 @@ class ProductProgramme:
             + (DISTANCE_TIE * scale / max(float(distance.max()), 1.0)) * distance
         )
         self.efficiency[self.slack0 :] = SLACK_COST
+        self._flow_edges = self._flow_network(lot_row, need_row, member_of_need, ub_pairs)
         self.build_seconds = time.perf_counter() - started
+
+    def _flow_network(
+        self,
+        lot_row: NDArray[np.int64],
+        need_row: NDArray[np.int64],
+        member_of_need: NDArray[np.int64],
+        pair_packs: NDArray[np.int64],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], int]:
+        """The round as a flow network in packs: source -> lot -> need -> member -> sink, with the
+        lots' packs, the pairs' bounds and the members' caps as capacities. The need -> member arcs
+        come last: their capacity is the packs a fill level asks of each need."""
+        n_lots, n_needs, n_members = len(self.lot_ids), len(self.need_ids), len(self.members)
+        source, lot0, need0 = 0, 1, 1 + n_lots
+        member0 = need0 + n_needs
+        sink = member0 + n_members
+        supply_packs = self.supply // self.unit
+        member_caps = np.array(
+            [int(self.caps[m]) // self.unit if m in self.caps else supply_packs for m in self.members],
+            dtype=np.int64,
+        )
+        tails = np.concatenate(
+            [
+                np.full(n_lots, source),
+                lot0 + lot_row,
+                member0 + np.arange(n_members),
+                need0 + np.arange(n_needs),
+            ]
+        )
+        heads = np.concatenate(
+            [lot0 + np.arange(n_lots), need0 + need_row, np.full(n_members, sink), member0 + member_of_need]
+        )
+        capacity = np.concatenate(
+            [self.available // self.unit, pair_packs, member_caps, np.zeros(n_needs, dtype=np.int64)]
+        )
+        return tails, heads, capacity, sink
 
     def _floors_and_caps(
         self, member_of_need: NDArray[np.int64]
@@ -206,7 +251,9 @@ class ProductProgramme:
         demand = {m: float(self.requested[member_of_need == i].sum()) for i, m in enumerate(self.members)}
         caps = {}
         if self.policy.cap_share < 1.0:
-            caps = {m: float(np.floor(self.policy.cap_share * self.supply)) for m in self.members}
+            # in whole packs, so the cap row keeps the programme's vertices integral
+            cap = np.floor(self.policy.cap_share * self.supply / self.unit) * self.unit
+            caps = {m: float(cap) for m in self.members}
         floors = {}
         scarce = self.supply < sum(demand.values())
         if self.policy.floor_share > 0 and scarce:
@@ -236,14 +283,18 @@ class ProductProgramme:
         if need_packs_at_least is not None:
             row_lower[self.need_rows] = need_packs_at_least
         started = time.perf_counter()
-        with _native_stdout_to_stderr():
-            result = milp(
-                objective,
-                integrality=self.integrality if integral else np.zeros(self.n_cols),
-                bounds=Bounds(lower, upper),
-                constraints=LinearConstraint(self.matrix, row_lower, self.row_upper),
-                options={"time_limit": self.policy.time_limit_seconds, "mip_rel_gap": 1e-6, "disp": False},
-            )
+        result = milp(
+            objective,
+            integrality=self.integrality if integral else np.zeros(self.n_cols),
+            bounds=Bounds(lower, upper),
+            constraints=LinearConstraint(self.matrix, row_lower, self.row_upper),
+            options={
+                "time_limit": self.policy.time_limit_seconds,
+                "mip_rel_gap": 1e-6,
+                "disp": False,
+                "presolve": integral,  # these LPs are small and sparse: presolve costs more than it saves
+            },
+        )
         seconds = time.perf_counter() - started
         fun = float(result.fun) if result.fun is not None else float("nan")
         bound = float(getattr(result, "mip_dual_bound", None) or fun)
@@ -252,18 +303,25 @@ class ProductProgramme:
         report = SolverReport(status, self.build_seconds, seconds, self.n_cols, self.n_rows, fun, bound, gap)
         return (np.asarray(result.x, dtype=float) if result.x is not None else None), report
 
-    def _feasible(self, packs: NDArray[np.float64], reports: list[SolverReport]) -> bool:
-        x, report = self._run(
-            np.zeros(self.n_cols), t_bounds=(0.0, 0.0), integral=False, need_packs_at_least=packs
+    def _feasible(self, packs: NDArray[np.float64]) -> bool:
+        """Can every need get at least `packs` whole packs at once? Floors have slack, so only the
+        lots, the pairs and the caps decide: a maximum flow in whole packs answers exactly, in
+        microseconds, where an LP per level would cost milliseconds (a product may need a dozen)."""
+        tails, heads, capacity, sink = self._flow_edges
+        wanted = packs.astype(np.int64)
+        capacity = capacity.copy()
+        capacity[-len(wanted) :] = wanted
+        graph = csr_array(
+            (capacity.astype(np.int32), (tails.astype(np.int32), heads.astype(np.int32))),
+            shape=(sink + 1, sink + 1),
         )
-        reports.append(report)
-        return x is not None
+        return int(maximum_flow(graph, 0, sink).flow_value) >= int(wanted.sum())
 
-    def _integer_max_min(self, t_lp: float, reports: list[SolverReport]) -> tuple[NDArray[np.float64], float]:
+    def _integer_max_min(self, t_lp: float) -> tuple[NDArray[np.float64], float]:
         """The highest fill level every servable need can reach in whole packs, and the packs each
-        needs for it. Levels are the fills k packs give a need; feasibility at a level is an LP (the
-        transportation structure makes it integral), so a binary search over the levels between
-        the LP's rounded-down fills and t_lp finds the integer max-min."""
+        needs for it. Levels are the fills k packs give a need; feasibility at a level is a maximum
+        flow (`_feasible`), so a binary search over the levels between the LP's rounded-down fills
+        and t_lp finds the integer max-min."""
         if not self.policy.whole_units:
             return np.where(
                 self.servable, t_lp * (1 - FILL_TOLERANCE) * self.requested / self.unit, 0.0
@@ -287,25 +345,41 @@ class ProductProgramme:
             return out
 
         lo, hi = 0, len(levels) - 1
-        if hi > 0 and self._feasible(packs_for(float(levels[hi])), reports):
-            return packs_for(float(levels[hi])), float(levels[hi])  # the usual case: one LP
+        if hi > 0 and self._feasible(packs_for(float(levels[hi]))):
+            return packs_for(float(levels[hi])), float(levels[hi])
         hi -= 1
         for _ in range(MAX_LEVEL_CHECKS):
             if lo >= hi:
                 break
             mid = (lo + hi + 1) // 2
-            if self._feasible(packs_for(float(levels[mid])), reports):
+            if self._feasible(packs_for(float(levels[mid]))):
                 lo = mid
             else:
                 hi = mid - 1
         return packs_for(float(levels[lo])), float(levels[lo])
 
+    def _efficient(
+        self, packs: NDArray[np.float64] | None, reports: list[SolverReport]
+    ) -> NDArray[np.float64] | None:
+        """Stage 2. Lot rows, need rows and member rows are two laminar families over the pairs, so
+        the constraint matrix is totally unimodular and, with whole-pack bounds, the simplex
+        vertex HiGHS returns is already in whole packs: the MIP runs only if it is not."""
+        x, report = self._run(self.efficiency, t_bounds=(0.0, 0.0), integral=False, need_packs_at_least=packs)
+        reports.append(report)
+        if x is None or not self.policy.whole_units:
+            return x
+        shipped = x[: len(self.pair_lot)]
+        if np.abs(shipped - np.rint(shipped)).max(initial=0.0) <= INTEGRAL_TOLERANCE:
+            return x
+        x, report = self._run(self.efficiency, t_bounds=(0.0, 0.0), integral=True, need_packs_at_least=packs)
+        reports.append(report)
+        return x
+
     def solve(self) -> _Solution:
         """Stage 1: the best common fill rate on the LP relaxation, then the best level reachable in
         whole packs (`_integer_max_min`); max-min is slow for branch and bound but easy this way.
         Stage 2: every servable need gets at least its packs for that level, and weighted need
-        served is maximised, as a MIP that HiGHS closes at the root (the lot and need rows form a
-        transportation problem, whose vertices are integral when the bounds are)."""
+        served is maximised (`_efficient`)."""
         reports = []
         floor_packs: NDArray[np.float64] | None = None
         t = 0.0
@@ -316,21 +390,15 @@ class ProductProgramme:
             x, report = self._run(fairness, t_bounds=(0.0, 1.0), integral=False)
             reports.append(report)
             t_lp = float(x[self.t_col]) if x is not None else 0.0
-            floor_packs, t = self._integer_max_min(t_lp, reports)
+            floor_packs, t = self._integer_max_min(t_lp)
         x = None
         for relax in (1.0, 0.9, 0.75, 0.5, 0.0):  # caps and floors can break integrality; step down
             packs = None if floor_packs is None else np.floor(floor_packs * relax)
-            x, report = self._run(
-                self.efficiency,
-                t_bounds=(0.0, 0.0),
-                integral=self.policy.whole_units,
-                need_packs_at_least=packs,
-            )
-            reports.append(report)
+            x = self._efficient(packs, reports)
             if x is not None:
                 break
         assert x is not None, f"HiGHS found no plan for {self.code}"
-        packs = np.rint(x[: len(self.pairs)]) if self.policy.whole_units else x[: len(self.pairs)]
+        packs = np.rint(x[: len(self.pair_lot)]) if self.policy.whole_units else x[: len(self.pair_lot)]
         units = (packs * self.unit).astype(np.int64)
         merged = SolverReport(
             "optimal" if reports[-1].status == "optimal" else reports[-1].status,
@@ -345,40 +413,53 @@ class ProductProgramme:
         return _Solution(units, t, merged)
 
 
-def _days_left(round_: Round, pair: cand.Pair) -> float:
-    """Shelf life left on arrival; lots without expiry count as ten years."""
-    expiry = round_.lots[pair.lot].expiry
-    return float((expiry - pair.arrival).days) if expiry is not None else 3650.0
+def _expiry_day(round_: Round, lot: int) -> int:
+    """A lot's expiry as an ordinal; lots without expiry count as expiring in ten years."""
+    expiry = round_.lots[lot].expiry
+    return expiry.toordinal() if expiry is not None else round_.day.toordinal() + 3650
+
+
+def solver_threads(products: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(products, cores))
+
+
+def _solve_products(
+    round_: Round, policy: Policy, found: cand.Candidates
+) -> list[tuple[ProductProgramme, _Solution]]:
+    """Every product's programme, built and solved on a thread per core: HiGHS releases the GIL
+    while it solves, and products are independent, so the plan does not depend on the order."""
+
+    def solve(code: str) -> tuple[ProductProgramme, _Solution]:
+        programme = ProductProgramme(round_, policy, code, found)
+        return programme, programme.solve()
+
+    codes = sorted(found.products)
+    with _native_stdout_to_stderr(), ThreadPoolExecutor(max_workers=solver_threads(len(codes))) as pool:
+        return list(pool.map(solve, codes))
 
 
 def allocate(round_: Round, policy: Policy) -> Plan:
     """Solve the round under the policy and explain every need's result."""
     found = cand.build(round_, policy)
-    by_product: dict[str, list[cand.Pair]] = defaultdict(list)
-    for pair in found.pairs:
-        by_product[round_.needs[pair.need].product].append(pair)
     lines: list[PlanLine] = []
     allocated: dict[int, int] = defaultdict(int)
     contexts: dict[str, ProductContext] = {}
     reports: list[SolverReport] = []
-    for code in sorted(by_product):
-        programme = ProductProgramme(round_, policy, code, by_product[code])
-        solution = programme.solve()
+    for programme, solution in _solve_products(round_, policy, found):
+        code = programme.code
         reports.append(solution.report)
         context = ProductContext(
             code, programme.unit, programme.supply, solution.t, programme.floors, programme.caps
         )
-        for pair, units in zip(programme.pairs, solution.units, strict=True):
-            if units <= 0:
-                continue
-            need = round_.needs[pair.need]
-            lines.append(
-                PlanLine(
-                    round_.lots[pair.lot].id, need.id, int(units), round(pair.distance_km, 1), pair.arrival
-                )
-            )
-            allocated[pair.need] += int(units)
-            context.member_totals[need.member] = context.member_totals.get(need.member, 0) + int(units)
+        for k in np.nonzero(solution.units > 0)[0]:
+            n, units = int(programme.pair_need[k]), int(solution.units[k])
+            need = round_.needs[n]
+            lot = round_.lots[int(programme.pair_lot[k])]
+            arrives = date.fromordinal(int(programme.pair_day[k]))
+            lines.append(PlanLine(lot.id, need.id, units, round(float(programme.pair_km[k]), 1), arrives))
+            allocated[n] += units
+            context.member_totals[need.member] = context.member_totals.get(need.member, 0) + units
         fills = [
             allocated.get(int(n), 0) / round_.needs[int(n)].quantity
             for n, ok in zip(programme.need_ids, programme.servable, strict=True)
