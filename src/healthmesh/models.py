@@ -4,6 +4,7 @@ from healthmesh.accounts.models import ApiToken, LoginAttempt, User, WebSession
 from healthmesh.allocation.models import AllocationLine, AllocationPlan, AllocationResult
 from healthmesh.changes.models import ChangeEvent
 from healthmesh.db import Base
+from healthmesh.logistics.models import Blob, Shipment, ShipmentLine, ShipmentTransition, TemperatureLog
 from healthmesh.needs.models import Need, NeedTransition
 from healthmesh.registry.models import (
     Authorisation,
@@ -30,6 +31,7 @@ __all__ = [
     "ApiToken",
     "Authorisation",
     "Base",
+    "Blob",
     "ChangeEvent",
     "Facility",
     "IngestBatch",
@@ -43,9 +45,13 @@ __all__ = [
     "Pledge",
     "Product",
     "RecognitionAgreement",
+    "Shipment",
+    "ShipmentLine",
+    "ShipmentTransition",
     "StockBalance",
     "StockEvent",
     "StockSnapshot",
+    "TemperatureLog",
     "User",
     "WebSession",
 ]

@@ -46,12 +46,17 @@ class Permission(StrEnum):
     ALLOCATION_READ = "allocation:read"
     ALLOCATION_RUN = "allocation:run"
     ALLOCATION_APPROVE = "allocation:approve"
+    SHIPMENT_READ = "shipment:read"
+    SHIPMENT_PLAN = "shipment:plan"  # turn an approved allocation into shipments
+    SHIPMENT_SEND = "shipment:send"  # pick, dispatch, track, cancel, declare lost (source side)
+    SHIPMENT_RECEIVE = "shipment:receive"  # confirm receipt, decide on excursions (destination side)
     SELF = "self"  # one's own profile, sessions and tokens
 
 
 _EVERYONE = frozenset({Permission.REGISTRY_READ, Permission.SELF})
 
-_SUPPLY_READ = frozenset({Permission.STOCK_READ, Permission.NEED_READ})
+_SUPPLY_READ = frozenset({Permission.STOCK_READ, Permission.NEED_READ, Permission.SHIPMENT_READ})
+_SHIPPING = frozenset({Permission.SHIPMENT_SEND, Permission.SHIPMENT_RECEIVE})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
@@ -66,6 +71,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.ALLOCATION_READ,
         Permission.ALLOCATION_RUN,
         Permission.ALLOCATION_APPROVE,
+        Permission.SHIPMENT_PLAN,
+        Permission.SHIPMENT_SEND,  # from the regional reserve depots
     },
     Role.NATIONAL_FOCAL_POINT: _EVERYONE
     | _SUPPLY_READ
@@ -79,10 +86,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.NEED_WRITE,
         Permission.NEED_ENDORSE,
         Permission.ALLOCATION_READ,  # its own needs' results and explanations
-    },
+    }
+    | _SHIPPING,
     Role.FACILITY_MANAGER: _EVERYONE
     | _SUPPLY_READ
-    | {Permission.FACILITY_WRITE, Permission.STOCK_WRITE, Permission.NEED_WRITE},
+    | {Permission.FACILITY_WRITE, Permission.STOCK_WRITE, Permission.NEED_WRITE}
+    | _SHIPPING,
     Role.CLINICIAN: _EVERYONE | _SUPPLY_READ | {Permission.NEED_WRITE},
     Role.RESEARCHER: _EVERYONE | {Permission.STOCK_READ},
     Role.AUDITOR: _EVERYONE

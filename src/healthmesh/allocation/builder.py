@@ -83,15 +83,9 @@ def shareable_lots(db: Session, day: date) -> list[LotJSON]:
     return out
 
 
-def _destination(db: Session, need: Need, warehouses: dict[int, Facility]) -> Facility | None:
-    if need.facility is not None:
-        return need.facility
-    return warehouses.get(need.jurisdiction_id)
-
-
-def open_needs(db: Session, day: date) -> list[NeedJSON]:
-    """Needs open to allocation, each with its destination, the member's coverage and its order."""
-    warehouses = {
+def national_warehouses(db: Session) -> dict[int, Facility]:
+    """Each member's national warehouse (the first registered), where a member-level need is delivered."""
+    return {
         f.jurisdiction_id: f
         for f in db.scalars(
             select(Facility)
@@ -99,6 +93,18 @@ def open_needs(db: Session, day: date) -> list[NeedJSON]:
             .order_by(Facility.id.desc())
         )
     }
+
+
+def destination(need: Need, warehouses: dict[int, Facility]) -> Facility | None:
+    """Where a need's supplies go: its facility, or its member's national warehouse."""
+    if need.facility is not None:
+        return need.facility
+    return warehouses.get(need.jurisdiction_id)
+
+
+def open_needs(db: Session, day: date) -> list[NeedJSON]:
+    """Needs open to allocation, each with its destination, the member's coverage and its order."""
+    warehouses = national_warehouses(db)
     coverage = {
         (row.jurisdiction, row.product): row.coverage
         for row in analytics.shortage_board(db, SYSTEM, window=analytics.Window(day))
@@ -108,9 +114,9 @@ def open_needs(db: Session, day: date) -> list[NeedJSON]:
         select(Need).where(Need.status.in_(list(ALLOCATABLE))).order_by(Need.submitted_at, Need.id)
     )
     for order, need in enumerate(needs):
-        destination = _destination(db, need, warehouses)
+        place = destination(need, warehouses)
         outstanding = need.quantity - need.quantity_allocated
-        if destination is None or outstanding <= 0:
+        if place is None or outstanding <= 0:
             continue
         iso3, product = need.jurisdiction.iso3, need.product.code
         out.append(
@@ -118,15 +124,15 @@ def open_needs(db: Session, day: date) -> list[NeedJSON]:
                 id=f"need:{need.id}",
                 product=product,
                 member=iso3,
-                facility=destination.code,
-                lat=destination.latitude,
-                lon=destination.longitude,
+                facility=place.code,
+                lat=place.latitude,
+                lon=place.longitude,
                 quantity=outstanding,
                 urgency=need.urgency.value,
                 coverage=coverage.get((iso3, product)),
                 population_served=need.population_served,
                 order=order,
-                storage=_storage(destination),
+                storage=_storage(place),
             )
         )
     return out

@@ -14,7 +14,15 @@ from healthmesh.db import utcnow
 from healthmesh.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from healthmesh.needs.models import Need, NeedTransition
 from healthmesh.needs.schemas import NeedIn, NeedOut, NeedUpdate, TransitionOut
-from healthmesh.needs.workflow import Action, InvalidTransition, NeedStatus, Urgency, next_status
+from healthmesh.needs.workflow import (
+    IN_PROGRESS,
+    Action,
+    InvalidTransition,
+    NeedStatus,
+    Urgency,
+    next_status,
+    status_for_progress,
+)
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 
 
@@ -84,6 +92,33 @@ def transition(db: Session, need: Need, action: Action, actor: Principal | None,
         target = next_status(need.status, action)
     except InvalidTransition as exc:
         raise Conflict(str(exc), [FieldError("status", str(exc))]) from None
+    db.add(
+        NeedTransition(
+            need_id=need.id,
+            from_status=need.status,
+            to_status=target,
+            actor_id=actor.user_id if actor and actor.user_id else None,
+            note=note,
+        )
+    )
+    need.status = target
+    db.flush()
+    db.refresh(need, ["history"])
+    _announce(db, need)
+
+
+def follow_progress(db: Session, need: Need, actor: Principal | None, note: str) -> None:
+    """Move a need to the status its allocated and fulfilled quantities say (shipments call this),
+    recording the step like any other transition."""
+    if need.status not in IN_PROGRESS:
+        raise Conflict(
+            f"need {need.id} is {need.status.value}: its shipments can no longer change it",
+            [FieldError("status", need.status.value)],
+        )
+    target = status_for_progress(need.quantity, need.quantity_allocated, need.quantity_fulfilled)
+    if target is need.status:
+        db.flush()
+        return
     db.add(
         NeedTransition(
             need_id=need.id,

@@ -66,10 +66,13 @@ TRANSITIONS: dict[tuple[NeedStatus, Action], NeedStatus] = {
     (S.PARTIALLY_FULFILLED, Action.ALLOCATE_ALL): S.PARTIALLY_FULFILLED,
 }
 
-#: Needs the region still has to meet (the demand side of the shortage board and allocation).
-OUTSTANDING = frozenset({S.SUBMITTED, S.ENDORSED, S.OPEN, S.PARTIALLY_ALLOCATED})
-#: Needs an allocation round may serve.
-ALLOCATABLE = frozenset({S.OPEN, S.PARTIALLY_ALLOCATED})
+#: Needs the region still has to meet (the demand side of the shortage board and allocation); a
+#: partly fulfilled need counts for what is neither delivered nor on its way (rejected or lost units).
+OUTSTANDING = frozenset({S.SUBMITTED, S.ENDORSED, S.OPEN, S.PARTIALLY_ALLOCATED, S.PARTIALLY_FULFILLED})
+#: Needs an allocation round may serve (for their unallocated quantity).
+ALLOCATABLE = frozenset({S.OPEN, S.PARTIALLY_ALLOCATED, S.PARTIALLY_FULFILLED})
+#: Needs whose status follows their allocations and shipments (`status_for_progress`).
+IN_PROGRESS = frozenset({S.OPEN, S.PARTIALLY_ALLOCATED, S.ALLOCATED, S.PARTIALLY_FULFILLED})
 
 
 class InvalidTransition(ValueError):
@@ -87,3 +90,17 @@ def next_status(current: NeedStatus, action: Action) -> NeedStatus:
             else f"; {current.value} is final"
         )
         raise InvalidTransition(f"cannot {action.value} a need that is {current.value}{hint}") from None
+
+
+def status_for_progress(quantity: int, allocated: int, fulfilled: int) -> NeedStatus:
+    """Where a need stands once shipments deliver, lose or return its units: fulfilment first,
+    then allocation. Rejected and lost units leave `allocated`, so the need asks again for them."""
+    if fulfilled >= quantity:
+        return S.FULFILLED
+    if fulfilled > 0:
+        return S.PARTIALLY_FULFILLED
+    if allocated >= quantity:
+        return S.ALLOCATED
+    if allocated > 0:
+        return S.PARTIALLY_ALLOCATED
+    return S.OPEN

@@ -43,6 +43,8 @@ def deltas(kind: EventKind, quantity: int, from_reservation: bool = False) -> tu
         return -quantity, -quantity if from_reservation else 0
     if kind is EventKind.RESERVATION:
         return 0, quantity
+    if kind is EventKind.TRANSIT_LOSS:
+        return 0, 0
     return 0, -quantity  # release
 
 
@@ -79,6 +81,8 @@ def apply(balance: Balance, kind: EventKind, quantity: int, from_reservation: bo
         return Balance(on_hand + quantity, reserved)
     if quantity <= 0:
         raise RefusedMovement(f"a {kind.value} quantity must be positive")
+    if kind is EventKind.TRANSIT_LOSS:
+        return balance  # the units already left this lot on a shipment: the event only records them
     if kind is EventKind.RESERVATION:
         if quantity > on_hand - reserved:
             raise RefusedMovement(f"reservation of {quantity} exceeds the {on_hand - reserved} available")

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from typing_extensions import TypedDict
 
 from healthmesh.registry.schemas import Code
-from healthmesh.supply.enums import EventKind, PledgeStatus
+from healthmesh.supply.enums import OUTBOUND, SYSTEM_ONLY, EventKind, PledgeStatus
 
 
 def _utc(value: datetime) -> datetime:
@@ -48,14 +48,13 @@ class StockEventIn(BaseModel):
         return self
 
 
-OUTBOUND_KINDS = frozenset({EventKind.ISSUE, EventKind.TRANSFER_OUT, EventKind.EXPIRY_WRITEOFF})
-
-
 def inconsistency(
     kind: EventKind, quantity: int, reason: str, counterpart: str | None, from_reservation: bool
 ) -> tuple[str, str] | None:
     """The first cross-field rule an event breaks, as (field, message); shared by the API model and
     the fast file path so the rules are written once."""
+    if kind in SYSTEM_ONLY:
+        return "kind", f"{kind.value} is recorded by shipments, not as a stock event"
     if kind is EventKind.ADJUSTMENT:
         if quantity == 0:
             return "quantity", "an adjustment cannot be 0"
@@ -63,9 +62,11 @@ def inconsistency(
             return "reason", "required for an adjustment"
     elif quantity <= 0:
         return "quantity", "must be positive"
+    if kind is EventKind.WRITE_OFF and not reason:
+        return "reason", "required for a write-off"
     if kind in TRANSFERS and not counterpart:
         return "counterpart_facility", "required for a transfer"
-    if from_reservation and kind not in OUTBOUND_KINDS:
+    if from_reservation and kind not in OUTBOUND:
         return "from_reservation", "only for stock leaving the facility"
     return None
 

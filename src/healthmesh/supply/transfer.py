@@ -1,9 +1,9 @@
 """CSV import of stock events: the documented columns, whole-file validation, then one batch.
 
 Columns (header names; order free): facility, product, lot_number, expiry_date (YYYY-MM-DD),
-kind (receipt, issue, adjustment, transfer_out, transfer_in, expiry_writeoff, reservation,
+kind (receipt, issue, adjustment, transfer_out, transfer_in, expiry_writeoff, write_off, reservation,
 release), quantity (positive; signed for adjustments), occurred_at (date or ISO date-time; no
-offset means UTC), reason (required for adjustments), reference, counterpart_facility (required
+offset means UTC), reason (required for adjustments and write-offs), reference, counterpart_facility (required
 for transfers), from_reservation (true/false).
 """
 

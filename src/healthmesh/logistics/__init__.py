@@ -1,0 +1,1 @@
+"""Shipments from approved allocations to confirmed receipt."""
