@@ -1,4 +1,5 @@
-"""FHIR R5 routes: InventoryReport export and import, SupplyRequest read, search and import.
+"""FHIR R5 routes: InventoryReport export and import, SupplyRequest read, search and import,
+SupplyDelivery read, search and import (a shipment's receipt).
 
 Resources are returned as `application/fhir+json`; errors stay the project's problem+json, with
 each problem's `field` the FHIR path of the element at fault. The result of an InventoryReport
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from healthmesh.accounts.access import Permission, Principal
-from healthmesh.interop import FHIR_JSON, inventory_report, supply_request
+from healthmesh.interop import FHIR_JSON, inventory_report, supply_delivery, supply_request
 from healthmesh.interop.inventory_report import CountType
 from healthmesh.needs import service as needs
 from healthmesh.supply.schemas import UtcDateTime
@@ -27,6 +28,17 @@ StockReader = Annotated[Principal, Depends(require(Permission.STOCK_READ))]
 StockWriter = Annotated[Principal, Depends(require(Permission.STOCK_WRITE))]
 NeedReader = Annotated[Principal, Depends(require(Permission.NEED_READ))]
 NeedWriter = Annotated[Principal, Depends(require(Permission.NEED_WRITE))]
+ShipmentReader = Annotated[Principal, Depends(require(Permission.SHIPMENT_READ))]
+ShipmentReceiver = Annotated[Principal, Depends(require(Permission.SHIPMENT_RECEIVE))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        description="Retrying with the same key changes nothing (default: the document's digest)",
+    ),
+]
 FhirBody = Annotated[dict[str, Any], Body(description="A FHIR R5 resource as JSON")]
 
 
@@ -121,3 +133,51 @@ def import_supply_requests(
         status_code=status.HTTP_201_CREATED,
         headers={"Location": f"{str(request.base_url).rstrip('/')}/fhir/R5/SupplyRequest/{need.id}"},
     )
+
+
+@router.get("/SupplyDelivery/{resource_id}", response_class=FhirResponse)
+def read_supply_delivery(resource_id: str, db: DbSession, actor: ShipmentReader) -> FhirResponse:
+    """One line of a shipment that has left its source (id `shp-<shipment>-<line>`)."""
+    return FhirResponse(supply_delivery.read(db, actor, resource_id))
+
+
+@router.get("/SupplyDelivery", response_class=FhirResponse)
+def search_supply_deliveries(
+    request: Request,
+    db: DbSession,
+    actor: ShipmentReader,
+    shipment: Annotated[str, Query(description="Shipment id (123) or code (SHP-000123)")],
+    count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
+) -> FhirResponse:
+    """A shipment's lines as a searchset Bundle of SupplyDeliveries; a shipment outside your scope
+    (or not dispatched yet) matches nothing."""
+    found, lines, total = supply_delivery.search(
+        db, actor, supply_delivery.shipment_id_of(shipment), count=count, offset=offset
+    )
+    links = [("self", str(request.url))]
+    if offset + count < total:
+        links.append(("next", str(request.url.include_query_params(_count=count, _offset=offset + count))))
+    return FhirResponse(
+        supply_delivery.searchset(found, lines, total, base_url=str(request.base_url), links=links)
+    )
+
+
+@router.post("/SupplyDelivery", response_class=FhirResponse, status_code=status.HTTP_201_CREATED)
+def import_supply_delivery(
+    request: Request,
+    body: FhirBody,
+    db: DbSession,
+    actor: ShipmentReceiver,
+    key: IdempotencyKey = None,
+) -> FhirResponse:
+    """Confirm a shipment's receipt: a Bundle (transaction or collection) with a SupplyDelivery at
+    the reception stage for every line, or one SupplyDelivery for a one-line shipment. Answered
+    with the lines as recorded (201; 200 for a retry, which changes nothing)."""
+    result = supply_delivery.import_receipt(db, actor, body, idempotency_key=key)
+    code = status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
+    out = supply_delivery.import_response(result, base_url=str(request.base_url))
+    headers = {}
+    if result.bundle_type is None:
+        headers["Location"] = f"{str(request.base_url).rstrip('/')}/fhir/R5/SupplyDelivery/{out['id']}"
+    return FhirResponse(out, status_code=code, headers=headers)

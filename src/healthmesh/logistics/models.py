@@ -65,7 +65,7 @@ class Shipment(Base):
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     receiver_name: Mapped[str] = mapped_column(String(200), default="")
     signature_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), nullable=True)
-    excursion_decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    excursion_decision: Mapped[str | None] = mapped_column(String(32), nullable=True)
     quarantine_open: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -357,11 +357,16 @@ def _event(
     )
 
 
-def _record(db: Session, actor: Principal, events: list[ledger.EventInput], key: str) -> None:
-    """Apply the events through the ledger; a refusal means the stock moved under us: a 409."""
+def _record(
+    db: Session, actor: Principal, events: list[ledger.EventInput], key: str, digest: str | None = None
+) -> None:
+    """Apply the events through the ledger, under `key` (and the request's digest, when a client's
+    retry is to be recognised); a refusal means the stock moved under us: a 409."""
     if not events:
         return
-    digest = ledger.digest(json.dumps([e._asdict() for e in events], default=str, sort_keys=True).encode())
+    digest = digest or ledger.digest(
+        json.dumps([e._asdict() for e in events], default=str, sort_keys=True).encode()
+    )
     try:
         ledger.record_events(
             db,
@@ -521,7 +526,7 @@ def receive(
                 )
                 accepted[line_id] = 0
     events = _receipt_events(shipment, accepted, rejections, decision, at)
-    _record(db, actor, events, key or f"{shipment.reference}:receipt")
+    _record(db, actor, events, key or f"{shipment.reference}:receipt", request_digest)
     quarantine = decision is ExcursionDecision.QUARANTINE
     for line in shipment.lines:
         line.accepted = accepted[line.id]

@@ -136,7 +136,8 @@ def facility_positions(
 
 def _pipeline(db: Session) -> dict[FP, int]:
     """Units sent to a facility (transfer-out naming it) and not yet received there (transfer-in
-    with the same reference), per destination facility and product."""
+    with the same reference) nor lost on the way (transit loss naming it), per destination
+    facility and product."""
     sent = {
         (ref, dest, p): int(q)
         for ref, dest, p, q in db.execute(
@@ -165,11 +166,25 @@ def _pipeline(db: Session) -> dict[FP, int]:
             .group_by(StockEvent.reference, StockEvent.facility_id, StockEvent.product_id)
         )
     }
+    lost = {
+        (ref, dest, p): int(q)
+        for ref, dest, p, q in db.execute(
+            select(
+                StockEvent.reference,
+                StockEvent.counterpart_facility_id,
+                StockEvent.product_id,
+                func.sum(StockEvent.quantity),
+            )
+            .where(StockEvent.kind == EventKind.TRANSIT_LOSS)
+            .group_by(StockEvent.reference, StockEvent.counterpart_facility_id, StockEvent.product_id)
+        )
+    }
     pipeline: dict[FP, int] = defaultdict(int)
     for (ref, dest, p), quantity in sent.items():
         if dest is None:
             continue
-        pipeline[(dest, p)] += max(quantity - received.get((ref, dest, p), 0), 0)
+        arrived = received.get((ref, dest, p), 0) + lost.get((ref, dest, p), 0)
+        pipeline[(dest, p)] += max(quantity - arrived, 0)
     return {key: value for key, value in pipeline.items() if value}
 
 

@@ -64,7 +64,7 @@ def upgrade() -> None:
         sa.Column("received_at", healthmesh.db.UTCDateTime(), nullable=True),
         sa.Column("receiver_name", sa.String(length=200), nullable=False),
         sa.Column("signature_sha256", sa.String(length=64), nullable=True),
-        sa.Column("excursion_decision", sa.String(length=16), nullable=True),
+        sa.Column("excursion_decision", sa.String(length=32), nullable=True),
         sa.Column("quarantine_open", sa.Boolean(), nullable=False),
         sa.Column("created_by", sa.Integer(), nullable=True),
         sa.Column("created_at", healthmesh.db.UTCDateTime(), nullable=False),
