@@ -346,6 +346,7 @@ def demo(
     from datetime import date
 
     from healthmesh.demo import seed as demo_seed
+    from healthmesh.demo.logistics_seed import seed_logistics
     from healthmesh.demo.supply_seed import seed_supply
 
     settings = _settings()
@@ -362,6 +363,8 @@ def demo(
                 if history
                 else None
             )
+            if history:
+                seed_logistics(db, seed=seed, today=date.today(), progress=progress.console.log)
         console.print(
             f"seeded {summary.jurisdictions} members, {summary.facilities} facilities, "
             f"{summary.products} products, {summary.authorisations} authorisations"

@@ -149,7 +149,12 @@ def list_shipments(
 
 
 def plan_shipments(
-    db: Session, actor: Principal, plan_id: int, mode: routing.Mode | None = None
+    db: Session,
+    actor: Principal,
+    plan_id: int,
+    mode: routing.Mode | None = None,
+    *,
+    now: datetime | None = None,
 ) -> list[Shipment]:
     """One shipment per (source, destination) for the approved plan's lines not yet shipped.
     The reserved units stay reserved until dispatch takes them out."""
@@ -174,7 +179,7 @@ def plan_shipments(
             f"every line of plan {plan_id} is already on a shipment", [FieldError("plan", "already shipped")]
         )
     groups = _group_by_route(db, pending)
-    now = utcnow()
+    now = now or utcnow()
     shipments = []
     for (source, destination), lines in groups.items():
         emergency = any(need.urgency is Urgency.EMERGENCY for _, need, _ in lines)
