@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -50,6 +50,13 @@ STAGE_URL = "urn:healthmesh:fhir:StructureDefinition:supply-delivery-stage"
 STAGE_SYSTEM = "http://hl7.org/fhir/supplydelivery-stage"
 RECEIPT_URL = "urn:healthmesh:fhir:StructureDefinition:receipt-accounting"
 STATUS_URL = "urn:healthmesh:fhir:StructureDefinition:shipment-status"
+EXCURSION_URL = "urn:healthmesh:fhir:StructureDefinition:excursion-decision"
+#: Hourly readings of a truck's logger: 33.5 °C for 27 h, beyond the 24 h an Ag-RDT kit tolerates
+#: above 30 °C.
+LOGGER_START = datetime(2026, 12, 1, 6, tzinfo=UTC)
+HOT_TRUCK = "timestamp,temperature_c\n" + "".join(
+    f"{(LOGGER_START + timedelta(hours=h)).isoformat()},{33.5 if 4 <= h <= 30 else 27.0}\n" for h in range(36)
+)
 
 
 @dataclass
@@ -452,6 +459,7 @@ def test_a_receipt_bundle_records_the_receipt_once(
     other = _thai_receipt(client, manager, shipment, accepted=(250, 100))  # a second, different receipt
     refused = client.post("/fhir/R5/SupplyDelivery", json=other, headers=manager.headers)
     _problem(refused, 409)
+    assert _fields(refused) == {"entry[0].resource.identifier[0]"}
     assert _state(db, shipment) == state
 
 
@@ -616,20 +624,31 @@ def test_only_the_receiving_side_may_import_a_receipt(
     assert (_state(db, thailand), _state(db, lao)) == (state, lao_state)
 
 
-def test_zz_show(client: TestClient, actors: dict[str, Actor], shipped: Shipped, db: Session) -> None:
-    import json
-    manager = actors["manager_tha"]
-    shipment = shipped.to_thailand
-    bundle = _thai_receipt(client, manager, shipment)
-    bad = copy.deepcopy(bundle)
-    bad["entry"][1]["resource"]["suppliedItem"][0]["quantity"]["value"] = 90
-    print(json.dumps(client.post("/fhir/R5/SupplyDelivery", json=bad, headers=manager.headers).json(), indent=1))
-    single = bundle["entry"][0]["resource"]
-    print(json.dumps(client.post("/fhir/R5/SupplyDelivery", json=single, headers=manager.headers).json(), indent=1))
-    junk = {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {"resourceType": "SupplyDelivery", "status": "bogus"}}, {"resource": bundle["entry"][0]["resource"]}]}
-    print(json.dumps(client.post("/fhir/R5/SupplyDelivery", json=junk, headers=manager.headers).json(), indent=1))
-    col = copy.deepcopy(bundle); col["type"] = "collection"
-    for e in col["entry"]: e.pop("request")
-    r = client.post("/fhir/R5/SupplyDelivery", json=col, headers=manager.headers)
-    print(r.status_code, json.dumps(r.json(), indent=1)[:3000])
-    assert False
+def test_a_flagged_temperature_excursion_needs_the_receivers_decision(
+    client: TestClient, actors: dict[str, Actor], shipped: Shipped, db: Session
+) -> None:
+    lao = actors["fp_lao"]
+    shipment = shipped.to_laos
+    [line] = shipment.lines
+    logistics.upload_log(db, lao.principal, shipment.id, HOT_TRUCK.encode())
+    receipt = _receipt(_read(client, lao, f"shp-{shipment.id}-{line.id}"), 350)
+    state = _state(db, shipment)
+
+    undecided = client.post("/fhir/R5/SupplyDelivery", json=receipt, headers=lao.headers)
+
+    _problem(undecided, 422)
+    assert _fields(undecided) == {"extension"}
+    assert EXCURSION_URL in undecided.json()["errors"][0]["message"]
+    assert _state(db, shipment) == state
+    receipt["extension"].append({"url": EXCURSION_URL, "valueCode": "quarantine"})
+    response = client.post("/fhir/R5/SupplyDelivery", json=receipt, headers=lao.headers)
+    assert response.status_code == 201, response.text
+    resource = _read(client, lao, f"shp-{shipment.id}-{line.id}")
+    assert _extension(resource, EXCURSION_URL) == {"url": EXCURSION_URL, "valueCode": "quarantine"}
+    assert _accounting(resource) == {
+        "shipped": 350,
+        "accepted": 350,
+        "lost": 0,
+        "quarantined": 350,
+        "rejected": {},
+    }

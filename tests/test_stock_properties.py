@@ -54,7 +54,7 @@ def oracle(balance: rules.Balance, kind: EventKind, q: int, from_reservation: bo
     on_hand, reserved = balance
     if kind in (EventKind.RECEIPT, EventKind.TRANSFER_IN):
         after = (on_hand + q, reserved) if q > 0 else None
-    elif kind in (EventKind.ISSUE, EventKind.TRANSFER_OUT, EventKind.EXPIRY_WRITEOFF):
+    elif kind in (EventKind.ISSUE, EventKind.TRANSFER_OUT, EventKind.EXPIRY_WRITEOFF, EventKind.WRITE_OFF):
         if from_reservation:
             after = (on_hand - q, reserved - q) if 0 < q <= reserved else None
         else:

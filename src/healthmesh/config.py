@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     login_window_minutes: int = Field(default=15, gt=0)
     cookie_secure: bool = Field(default=False, description="Set True behind HTTPS.")
     region_name: str = "ASEAN"
+    ledger_origin: str | None = Field(
+        default=None, description="The transparency log's origin line in checkpoints (a schema-less URL)."
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -4,6 +4,14 @@ from healthmesh.accounts.models import ApiToken, LoginAttempt, User, WebSession
 from healthmesh.allocation.models import AllocationLine, AllocationPlan, AllocationResult
 from healthmesh.changes.models import ChangeEvent
 from healthmesh.db import Base
+from healthmesh.ledger.models import (
+    LogCheckpoint,
+    LogCosignature,
+    LogEntry,
+    LogHead,
+    LogNode,
+    LogWitness,
+)
 from healthmesh.logistics.models import Blob, Shipment, ShipmentLine, ShipmentTransition, TemperatureLog
 from healthmesh.needs.models import Need, NeedTransition
 from healthmesh.registry.models import (
@@ -37,6 +45,12 @@ __all__ = [
     "IngestBatch",
     "Jurisdiction",
     "JurisdictionBloc",
+    "LogCheckpoint",
+    "LogCosignature",
+    "LogEntry",
+    "LogHead",
+    "LogNode",
+    "LogWitness",
     "LoginAttempt",
     "Lot",
     "LotBalance",

@@ -24,6 +24,7 @@ from healthmesh.accounts.security import (
 from healthmesh.config import Settings
 from healthmesh.db import utcnow
 from healthmesh.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from healthmesh.ledger import service as transparency
 from healthmesh.registry.models import Facility, Jurisdiction
 
 # --- users ---------------------------------------------------------------------------------------
@@ -111,6 +112,16 @@ def get_user(db: Session, actor: Principal, username: str) -> User:
     return user
 
 
+def _scope_label(db: Session, jurisdiction_id: int | None, facility_id: int | None) -> str:
+    if facility_id is not None:
+        return db.scalar(select(Facility.code).where(Facility.id == facility_id)) or str(facility_id)
+    if jurisdiction_id is not None:
+        return db.scalar(select(Jurisdiction.iso3).where(Jurisdiction.id == jurisdiction_id)) or str(
+            jurisdiction_id
+        )
+    return "region"
+
+
 def update_user(db: Session, actor: Principal, username: str, data: UserUpdate) -> User:
     user = get_user(db, actor, username)
     if not actor.can_assign(user.role, user.jurisdiction_id):
@@ -131,7 +142,20 @@ def update_user(db: Session, actor: Principal, username: str, data: UserUpdate) 
             raise PermissionDenied(f"you may not make this account a {role.value} with this scope")
         if user.id == actor.user_id and role is not user.role:
             raise PermissionDenied("you may not change your own role")
+        before = (user.role, user.jurisdiction_id, user.facility_id)
         user.role, user.jurisdiction_id, user.facility_id = role, jurisdiction_id, facility_id
+        if before != (role, jurisdiction_id, facility_id):
+            db.flush()
+            transparency.append(
+                db,
+                "account.role_changed",
+                {  # the account's number, never its name or contact: the log is public
+                    "account": user.id,
+                    "from": {"role": before[0].value, "scope": _scope_label(db, before[1], before[2])},
+                    "to": {"role": role.value, "scope": _scope_label(db, jurisdiction_id, facility_id)},
+                    "by_role": actor.role.value,
+                },
+            )
     if data.full_name is not None:
         user.full_name = data.full_name
     if data.email is not None:

@@ -19,6 +19,7 @@ from healthmesh.allocation.models import AllocationLine, AllocationPlan, Allocat
 from healthmesh.allocation.snapshot import Snapshot, parse
 from healthmesh.db import utcnow
 from healthmesh.errors import Conflict, FieldError, InvalidInput, NotFound
+from healthmesh.ledger import service as transparency
 from healthmesh.needs import service as needs_service
 from healthmesh.needs.models import Need
 from healthmesh.needs.workflow import ALLOCATABLE, Action
@@ -238,7 +239,28 @@ def approve(db: Session, actor: Principal, plan_id: int) -> AllocationPlan:
     _consume_pledges(db, plan, lots)
     plan.status, plan.decided_by, plan.decided_at = PlanStatus.APPROVED, actor.user_id or None, now
     db.flush()
+    transparency.append(db, "allocation.plan_approved", _approval_entry(plan, lots))
     return plan
+
+
+def _approval_entry(plan: AllocationPlan, lots: dict[int, Lot]) -> dict[str, Any]:
+    """What the log keeps of an approval: enough to check any member's share against the plan."""
+    lines = sorted(
+        (lots[line.lot_id].facility.code, lots[line.lot_id].lot_number, line.need_id, line.quantity)
+        for line in plan.lines
+    )
+    return {
+        "plan": plan.id,
+        "policy": plan.policy_name,
+        "day": plan.day.isoformat(),
+        "snapshot_digest": plan.snapshot_digest,
+        "emergency_waiver": plan.emergency_waiver,
+        "units": plan.allocated_units,
+        "lines": [
+            {"source": source, "lot": lot, "need": need, "quantity": quantity}
+            for source, lot, need, quantity in lines
+        ],
+    }
 
 
 def _consume_pledges(db: Session, plan: AllocationPlan, lots: dict[int, Lot]) -> None:

@@ -312,7 +312,6 @@ class _Posted:
     ref_path: str = ""
     accepted: int | None = None
     rejected: list[RejectionIn] = field(default_factory=list)
-    rejected_path: str = ""
     shipped: tuple[int, str] | None = None  # (units, path)
     accepted_ext: tuple[int, str] | None = None
     quantity_path: str = ""
@@ -459,7 +458,6 @@ def _accounting_in(posted: _Posted, line: ShipmentLine | None, errors: list[Fiel
         if extension.url != RECEIPT_EXTENSION:
             continue
         base = posted.at(f"extension[{index}]")
-        posted.rejected_path = base
         reasons: dict[str, str] = {}
         for j, part in enumerate(extension.extension or []):
             path = f"{base}.extension[{j}]"
@@ -607,8 +605,9 @@ class _Reader:
         receivers: list[tuple[str, str]] = []
         times: list[tuple[datetime, str]] = []
         for posted in self.posts:
-            line = self.lines.get(posted.line_id) if posted.line_id is not None else None
-            if posted.line_id is not None and line is None:
+            ours = posted.shipment_id == self.shipment.id and posted.line_id is not None
+            line = self.lines.get(posted.line_id) if ours and posted.line_id is not None else None
+            if ours and line is None:
                 self.errors.append(
                     FieldError(posted.ref_path, f"{self.shipment.code} has no line {posted.line_id}")
                 )
@@ -621,7 +620,7 @@ class _Reader:
                 seen[line.id] = posted.where
             self._content(posted, line, receivers, times)
         missing = [line for line_id, line in self.lines.items() if line_id not in seen]
-        unresolved = any(p.line_id not in self.lines for p in self.posts)
+        unresolved = any(p.shipment_id != self.shipment.id or p.line_id not in self.lines for p in self.posts)
         if missing and self.complete and not unresolved:
             names = ", ".join(f"line {x.id} ({x.product.code} lot {x.lot.lot_number})" for x in missing)
             where = "entry" if self.bundle_type else "identifier"
@@ -768,6 +767,8 @@ def _service_errors(exc: DomainError, posts: Sequence[_Posted]) -> DomainError:
             out.append(
                 FieldError(posts[0].at("extension"), f"{error.message} (extension {EXCURSION_EXTENSION})")
             )
+        elif error.field == "status":  # the shipment's state (already received, say): name it
+            out.append(FieldError(posts[0].ref_path or posts[0].where, error.message))
         elif error.field == "receiver":
             out.append(FieldError(posts[0].at("receiver[0].display"), error.message))
         else:
@@ -791,8 +792,7 @@ def import_receipt(
     shipment = service.get(db, actor, shipment_id)
     if Side.DESTINATION not in service.sides_of(actor, shipment):
         raise PermissionDenied(f"only the receiving side confirms the receipt of {shipment.code}")
-    mine = [p for p in posts if p.shipment_id == shipment_id]
-    reader = _Reader(shipment, mine, bundle_type, complete=not errors)
+    reader = _Reader(shipment, posts, bundle_type, complete=not errors)
     data = reader.receipt()
     errors += reader.errors
     if data is None or errors:

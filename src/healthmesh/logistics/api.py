@@ -37,7 +37,7 @@ Sender = Annotated[Principal, Depends(require(Permission.SHIPMENT_SEND))]
 Receiver = Annotated[Principal, Depends(require(Permission.SHIPMENT_RECEIVE))]
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=128, description="Retrying with the same key changes nothing"),
+    Header(alias="Idempotency-Key", max_length=100, description="Retrying with the same key changes nothing"),
 ]
 LOG_MAX_BYTES = 5 * 1024 * 1024
 

@@ -17,7 +17,7 @@ class RejectionReason(StrEnum):
     DAMAGED = "damaged"
     EXPIRED = "expired"
     TEMPERATURE_EXCURSION = "temperature_excursion"
-    SHORT_SHIPPED = "short_shipped"  # never arrived: accounted as lost on the way
+    SHORT_SHIPPED = "short_shipped"  # never arrived: a rejection recorded as a transit loss at the source
 
 
 class ExcursionDecision(StrEnum):

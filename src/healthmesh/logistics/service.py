@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -27,6 +27,7 @@ from healthmesh.allocation import builder
 from healthmesh.allocation.models import AllocationLine, AllocationPlan, PlanStatus
 from healthmesh.db import SelectT, utcnow
 from healthmesh.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from healthmesh.ledger import service as transparency
 from healthmesh.logistics import coldchain, routing
 from healthmesh.logistics.models import Blob, Shipment, ShipmentLine, ShipmentTransition, TemperatureLog
 from healthmesh.logistics.schemas import (
@@ -403,6 +404,28 @@ def _dispatch(db: Session, actor: Principal, shipment: Shipment, at: datetime) -
     _record(db, actor, events, f"{shipment.reference}:dispatch")
     shipment.dispatched_at = at
     shipment.eta = at + timedelta(hours=shipment.transit_hours)
+    transparency.append(
+        db,
+        "shipment.dispatched",
+        {
+            **_route_entry(shipment),
+            "dispatched_at": at.astimezone(UTC).isoformat(),
+            "lines": [
+                {"product": line.product.code, "lot": line.lot.lot_number, "quantity": line.quantity}
+                for line in shipment.lines
+            ],
+        },
+    )
+
+
+def _route_entry(shipment: Shipment) -> dict[str, Any]:
+    return {
+        "shipment": shipment.code,
+        "plan": shipment.plan_id,
+        "from": shipment.source.code,
+        "to": shipment.destination.code,
+        "mode": shipment.mode.value,
+    }
 
 
 def _cancel(db: Session, actor: Principal, shipment: Shipment, at: datetime) -> None:
@@ -542,6 +565,26 @@ def receive(
     shipment.signature_sha256 = signature
     shipment.excursion_decision = decision.value if decision else None
     shipment.quarantine_open = quarantine and any(line.quarantined for line in shipment.lines)
+    transparency.append(
+        db,
+        "shipment.received",
+        {  # no receiver's name: the log is public
+            **_route_entry(shipment),
+            "received_at": at.astimezone(UTC).isoformat(),
+            "excursion_decision": shipment.excursion_decision,
+            "signature_sha256": signature,
+            "lines": [
+                {
+                    "product": line.product.code,
+                    "lot": line.lot.lot_number,
+                    "shipped": line.quantity,
+                    "accepted": line.accepted,
+                    "rejected": dict(sorted(line.rejections.items())),
+                }
+                for line in shipment.lines
+            ],
+        },
+    )
     if not quarantine:
         _fulfil(db, actor, shipment, {line.id: line.accepted for line in shipment.lines})
     _return_to_demand(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Principal
 from healthmesh.errors import FieldError, InvalidInput, NotFound, PermissionDenied
+from healthmesh.ledger import service as transparency
 from healthmesh.registry import eligibility
 from healthmesh.registry.enums import AuthorisationStatus, FacilityKind, IncomeGroup, ProductCategory
 from healthmesh.registry.models import (
@@ -370,6 +371,20 @@ def upsert_authorisation(
         db.add(row)
     _apply(row, data.model_dump(exclude={"product", "jurisdiction", "valid_from"}))
     db.flush()
+    transparency.append(
+        db,
+        "registry.authorisation_changed",
+        {
+            "product": product.code,
+            "member": jurisdiction.iso3,
+            "status": row.status.value,
+            "pathway": row.pathway,
+            "relied_on_authority": row.relied_on_authority,
+            "valid_from": row.valid_from.isoformat(),
+            "valid_to": row.valid_to.isoformat() if row.valid_to else None,
+            "created": created,
+        },
+    )
     return row, created
 
 
@@ -410,6 +425,18 @@ def upsert_recognition(
     row.categories = [category.value for category in data.categories]
     row.note = data.note
     db.flush()
+    transparency.append(
+        db,
+        "registry.recognition_changed",
+        {
+            "member": jurisdiction.iso3,
+            "recognised_authority": row.recognised_authority,
+            "categories": list(row.categories),
+            "valid_from": row.valid_from.isoformat(),
+            "valid_to": row.valid_to.isoformat() if row.valid_to else None,
+            "created": created,
+        },
+    )
     return row, created
 
 

@@ -21,6 +21,7 @@ from healthmesh.changes.api import router as changes_router
 from healthmesh.config import Settings, load_settings
 from healthmesh.db import make_engine, make_sessionmaker
 from healthmesh.interop.api import router as fhir_router
+from healthmesh.ledger.api import router as ledger_router
 from healthmesh.logistics.api import router as logistics_router
 from healthmesh.needs.api import router as needs_router
 from healthmesh.registry.api import router as registry_router
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(needs_router)
     app.include_router(allocation_router)
     app.include_router(logistics_router)
+    app.include_router(ledger_router)
     app.include_router(changes_router)
     app.include_router(fhir_router)
     _add_pages(app)
