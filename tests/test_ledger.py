@@ -263,3 +263,33 @@ def test_witnesses_cosign_consistent_checkpoints_and_refuse_a_split_view(
     assert inconsistent.status_code == 422
     stale = witness_client.post(witness_app.ADD_CHECKPOINT, content=f"old 7\n\n{forged}")
     assert (stale.status_code, stale.text) == (409, "19\n")
+
+
+def test_a_policy_change_is_logged_and_used_by_the_next_round(
+    client: TestClient, db: Session, region: Region, actors: dict[str, Actor]
+) -> None:
+    url = "/api/v1/allocation/policies/covax"
+    body = {"cap_share": 0.3, "urgency_weights": {"emergency": 6}, "note": "Regional council, 28 Nov 2026"}
+    refused = client.put(url, json=body, headers=actors["fp_tha"].headers)
+    assert refused.status_code == 403
+    assert "allocation.policy_changed" not in kinds(db)
+    changed = client.put(url, json=body, headers=actors["coordinator"].headers)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["cap_share"], changed.json()["version"]) == (0.3, 1)
+    assert changed.json()["urgency_weights"] == {"routine": 1.0, "urgent": 2.0, "emergency": 6.0}
+    entry = last(db, "allocation.policy_changed")
+    assert entry["policy"] == "covax"
+    assert entry["changes"]["cap_share"] == {"from": "0.35", "to": "0.3"}
+    assert entry["changes"]["urgency_weights"]["to"]["emergency"] == "6.0"
+    again = client.put(url, json=body, headers=actors["coordinator"].headers)
+    assert again.status_code == 422  # nothing to change: no second entry
+    assert kinds(db).count("allocation.policy_changed") == 1
+    listed = client.get("/api/v1/allocation/policies", headers=actors["auditor"].headers).json()
+    assert (listed["policies"]["covax"]["version"], listed["policies"]["equity"]["version"]) == (1, 0)
+    _world(db, region)
+    plan = allocation.create_plan(db, actors["coordinator"].principal, "covax", DAY)
+    assert plan.policy["cap_share"] == 0.3
+    unknown = client.put(
+        "/api/v1/allocation/policies/pro_rata", json=body, headers=actors["coordinator"].headers
+    )
+    assert unknown.status_code == 404

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from healthmesh.accounts.access import Permission, Principal, ScopeKind
 from healthmesh.allocation import builder, policies, service
 from healthmesh.allocation.models import AllocationPlan, AllocationResult, PlanStatus
+from healthmesh.errors import InvalidInput
 from healthmesh.needs import service as needs_service
 from healthmesh.web.deps import DbSession, require
 
@@ -99,12 +100,52 @@ def _detail(plan: AllocationPlan, actor: Principal) -> PlanDetailOut:
 
 
 @router.get("/policies")
-def list_policies(_: Reader) -> dict[str, Any]:
-    """The named policies (with every setting) and the baselines they can be compared with."""
+def list_policies(db: DbSession, _: Reader) -> dict[str, Any]:
+    """The named policies as the region set them (every parameter, and the version: 0 is the
+    built-in default), and the baselines they can be compared with."""
     return {
-        "policies": {name: policies.to_dict(p) for name, p in policies.POLICIES.items()},
+        "policies": {
+            policy.name: {
+                **policies.to_dict(policy),
+                "version": version,
+                "note": setting.note if setting else "",
+            }
+            for policy, version, setting in service.list_policies(db)
+        },
         "baselines": list(policies.BASELINE_NAMES),
     }
+
+
+Weight = Annotated[float, Field(gt=0, le=100)]
+
+
+class PolicyChangeIn(BaseModel):
+    """The parameters a region may set; what is left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    floor_share: float | None = Field(default=None, ge=0, le=1)
+    cap_share: float | None = Field(default=None, gt=0, le=1)
+    min_shelf_life_days: int | None = Field(default=None, ge=0, le=3650)
+    severity_weight: float | None = Field(default=None, ge=0, le=10)
+    urgency_weights: dict[Literal["routine", "urgent", "emergency"], Weight] | None = None
+    income_weights: dict[Literal["low", "lower_middle", "upper_middle", "high"], Weight] | None = None
+    emergency_waiver: bool | None = None
+    note: str = Field(min_length=10, max_length=500, description="Why: the decision that agreed it")
+
+
+@router.put("/policies/{name}")
+def change_policy(name: str, data: PolicyChangeIn, db: DbSession, actor: Approver) -> dict[str, Any]:
+    """Change a policy's parameters for the region (recorded in the transparency log)."""
+    changes = data.model_dump(exclude_none=True, exclude={"note"})
+    if not changes:
+        raise InvalidInput.on("policy", "give at least one parameter to change")
+    current = policies.to_dict(service.effective_policy(db, name))
+    for key in ("urgency_weights", "income_weights"):
+        if key in changes:
+            changes[key] = {**current[key], **changes[key]}
+    policy, version = service.change_policy(db, actor, name, changes, data.note)
+    return {**policies.to_dict(policy), "version": version, "note": data.note}
 
 
 @router.get("/snapshot")

@@ -80,3 +80,17 @@ class AllocationResult(Base):
     allocated: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(32))
     explanation: Mapped[str] = mapped_column(Text)
+
+
+class PolicySetting(Base):
+    """The region's agreed parameters for a named policy, replacing the built-in defaults.
+    Every change is a new version and an entry in the transparency log."""
+
+    __tablename__ = "allocation_policy_settings"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

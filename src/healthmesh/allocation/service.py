@@ -15,7 +15,13 @@ from healthmesh.accounts.access import Principal, ScopeKind
 from healthmesh.allocation import baselines, builder, fairness, policies
 from healthmesh.allocation.engine import allocate
 from healthmesh.allocation.model import Plan, Policy, Round
-from healthmesh.allocation.models import AllocationLine, AllocationPlan, AllocationResult, PlanStatus
+from healthmesh.allocation.models import (
+    AllocationLine,
+    AllocationPlan,
+    AllocationResult,
+    PlanStatus,
+    PolicySetting,
+)
 from healthmesh.allocation.snapshot import Snapshot, parse
 from healthmesh.db import utcnow
 from healthmesh.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -33,13 +39,77 @@ def _id(prefixed: str) -> int:
     return int(prefixed.split(":", 1)[1])
 
 
-def run_policy(round_: Round, policy_name: str) -> tuple[Plan, Policy]:
-    """A named policy or baseline on a round, with the policy it ran under."""
+def run_policy(round_: Round, policy_name: str, policy: Policy | None = None) -> tuple[Plan, Policy]:
+    """A named policy or baseline on a round, with the policy it ran under (the built-in one
+    unless the region's setting is given)."""
     if policy_name in baselines.BASELINES:
-        policy = policies.POLICIES["equity"]
-        return baselines.BASELINES[policy_name](round_, policy), policy
-    policy = policies.named(policy_name)
-    return allocate(round_, policy), policy
+        base = policy or policies.POLICIES["equity"]
+        return baselines.BASELINES[policy_name](round_, base), base
+    used = policy or policies.named(policy_name)
+    return allocate(round_, used), used
+
+
+def effective_policy(db: Session, name: str) -> Policy:
+    """The named policy as the region set it (its stored parameters), or the built-in default."""
+    base_name = "equity" if name in baselines.BASELINES else name
+    setting = db.get(PolicySetting, base_name)
+    if setting is not None:
+        return policies.from_dict(setting.parameters)
+    return policies.named(base_name)
+
+
+def list_policies(db: Session) -> list[tuple[Policy, int, PolicySetting | None]]:
+    """Every named policy with its version (0: the built-in default)."""
+    out = []
+    for name in policies.POLICIES:
+        setting = db.get(PolicySetting, name)
+        out.append((effective_policy(db, name), setting.version if setting else 0, setting))
+    return out
+
+
+def change_policy(
+    db: Session, actor: Principal, name: str, changes: dict[str, Any], note: str
+) -> tuple[Policy, int]:
+    """Set some of a policy's parameters for the region; logged with the old and new values."""
+    if name not in policies.POLICIES:
+        raise NotFound(f"no policy {name!r}; the policies are {', '.join(policies.POLICIES)}")
+    current = effective_policy(db, name)
+    before = policies.to_dict(current)
+    after = {**before, **changes}
+    try:
+        updated = policies.from_dict(after)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput.on("policy", str(exc)) from None
+    diff = {
+        key: {"from": before[key], "to": after[key]} for key in sorted(changes) if before[key] != after[key]
+    }
+    if not diff:
+        raise InvalidInput.on("policy", "these values are already in force: nothing to change")
+    setting = db.scalar(select(PolicySetting).where(PolicySetting.name == name).with_for_update())
+    if setting is None:
+        setting = PolicySetting(name=name, parameters=policies.to_dict(updated), version=1)
+        db.add(setting)
+    else:
+        setting.parameters, setting.version = policies.to_dict(updated), setting.version + 1
+    setting.note, setting.updated_by, setting.updated_at = note, actor.user_id or None, utcnow()
+    db.flush()
+    transparency.append(
+        db,
+        "allocation.policy_changed",
+        {"policy": name, "version": setting.version, "changes": _log_safe(diff), "note": note},
+    )
+    return updated, setting.version
+
+
+def _log_safe(value: Any) -> Any:
+    """Floats as decimal strings: the log's canonical JSON carries no floats."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _log_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_log_safe(item) for item in value]
+    return value
 
 
 def plan_json(round_: Round, plan: Plan, policy: Policy) -> dict[str, Any]:
@@ -79,7 +149,7 @@ def create_plan(db: Session, actor: Principal, policy_name: str, day: date) -> A
     """Snapshot the current round, solve it under the policy and store the proposed plan."""
     snapshot = builder.build_snapshot(db, day)
     round_ = snapshot.to_round()
-    plan, policy = run_policy(round_, policy_name)
+    plan, policy = run_policy(round_, policy_name, effective_policy(db, policy_name))
     report = fairness.report(round_, plan, policy)
     jurisdiction_ids = {iso3: jid for iso3, jid in db.execute(select(Jurisdiction.iso3, Jurisdiction.id))}
     lots = {lot.id: lot for lot in round_.lots}
@@ -128,7 +198,7 @@ def compare(db: Session, names: list[str], day: date) -> list[dict[str, Any]]:
     round_ = builder.build_snapshot(db, day).to_round()
     out = []
     for name in names:
-        plan, policy = run_policy(round_, name)
+        plan, policy = run_policy(round_, name, effective_policy(db, name))
         out.append(
             {
                 **asdict(fairness.report(round_, plan, policy)),
