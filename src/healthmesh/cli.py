@@ -4,8 +4,11 @@ the end or changes nothing."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +23,11 @@ from healthmesh.config import Settings, load_settings
 from healthmesh.db import make_engine, make_sessionmaker, unit_of_work
 from healthmesh.errors import DomainError
 
+if TYPE_CHECKING:
+    import httpx
+
+    from healthmesh.ledger.bundle import Bundle, Failure
+
 app = typer.Typer(help="HealthMesh: cross-border medical resource integration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
@@ -33,6 +41,14 @@ allocate_app = typer.Typer(
     help="Allocation rounds: snapshot the round, run the engine on it.", no_args_is_help=True
 )
 app.add_typer(allocate_app, name="allocate")
+ledger_app = typer.Typer(
+    help="The transparency log: keys, witnesses, export and offline verification.", no_args_is_help=True
+)
+app.add_typer(ledger_app, name="ledger")
+witness_app = typer.Typer(
+    help="Run a member's witness, which cosigns the log's checkpoints.", no_args_is_help=True
+)
+app.add_typer(witness_app, name="witness")
 
 console = Console()
 err = Console(stderr=True)
@@ -383,6 +399,332 @@ def demo(
     if serve_after:
         console.print(f"serving on http://{host}:{port}  (API explorer: http://{host}:{port}/docs)")
         serve(host=host, port=port, workers=1)
+
+
+# --- transparency log ---------------------------------------------------------------------------
+
+EXPORT_PAGE = 1000
+LEDGER_API = "/api/v1/ledger"
+#: `ledger verify` exit codes: all good, a failed check, an input that is not a bundle at all.
+VERIFY_OK, VERIFY_FAILED, VERIFY_UNREADABLE = 0, 1, 2
+
+
+def export_bundle(
+    db: Session, settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> Bundle:
+    """The whole log as stored: entries with the tree's own leaf hashes (level 0 of `log_nodes`,
+    what the proofs are made of), every checkpoint with its cosignatures, and the keys. Nothing
+    is checked here: a tampered row must reach the bundle as it is, for `verify` to name it."""
+    from sqlalchemy import and_
+
+    from healthmesh.ledger import bundle, service
+    from healthmesh.ledger.models import LogCheckpoint, LogEntry, LogNode
+
+    keys = service.public_keys(settings, db)
+    total = service.size(db)
+    entries: list[bundle.Entry] = []
+    for start in range(0, total, EXPORT_PAGE):
+        stmt = (
+            select(LogEntry.index, LogEntry.kind, LogEntry.body, LogNode.hash)
+            .outerjoin(LogNode, and_(LogNode.level == 0, LogNode.index == LogEntry.index))
+            .where(LogEntry.index >= start, LogEntry.index < min(start + EXPORT_PAGE, total))
+            .order_by(LogEntry.index)
+        )
+        for index, kind, body, leaf in db.execute(stmt):
+            entries.append(bundle.entry(index, kind, body, bytes(leaf or b"")))
+        if progress is not None:
+            progress(min(start + EXPORT_PAGE, total), total)
+    checkpoints = [
+        bundle.checkpoint(row.size, bytes(row.root_hash), service.cosigned_note(db, row))
+        for row in db.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size))
+    ]
+    return bundle.Bundle(
+        origin=keys["origin"],
+        log_key=keys["log"],
+        witness_keys=tuple(keys["witnesses"]),
+        entries=tuple(entries),
+        checkpoints=tuple(checkpoints),
+    )
+
+
+def fetch_bundle(
+    http: httpx.Client, sizes: Sequence[int] = (), progress: Callable[[int, int], None] | None = None
+) -> Bundle:
+    """A bundle from a server's public API: its keys, its latest checkpoint (signing the head),
+    the latest cosigned one, any `sizes` asked for, and every entry up to the largest."""
+    from healthmesh.ledger import bundle
+
+    keys = _get(http, f"{LEDGER_API}/keys").json()
+    notes_by_size: dict[int, str] = {}
+    _add_note(notes_by_size, _get(http, f"{LEDGER_API}/checkpoint").text)
+    cosigned = http.get(f"{LEDGER_API}/checkpoint", params={"cosigned": "true"})
+    if cosigned.status_code == 200:
+        _add_note(notes_by_size, cosigned.text)
+    for size in sizes:
+        _add_note(notes_by_size, _get(http, f"{LEDGER_API}/checkpoints/{size}").text)
+    total = max(notes_by_size)
+    entries: list[object] = []
+    while len(entries) < total:
+        page = _get(
+            http,
+            f"{LEDGER_API}/entries",
+            params={"start": len(entries), "end": min(len(entries) + 1000, total)},
+        ).json()
+        if not isinstance(page, list) or not page:
+            break  # the server has fewer entries than it signed: `verify` will say so
+        entries.extend(page)
+        if progress is not None:
+            progress(len(entries), total)
+    return bundle.from_json(
+        {
+            "schema": bundle.SCHEMA,
+            "origin": keys.get("origin") if isinstance(keys, dict) else None,
+            "log_key": keys.get("log") if isinstance(keys, dict) else None,
+            "witness_keys": keys.get("witnesses") if isinstance(keys, dict) else None,
+            "entries": entries,
+            "checkpoints": [
+                {"size": size, "root_hash": _signed_root(note).hex(), "note": note}
+                for size, note in sorted(notes_by_size.items())
+            ],
+        }
+    )
+
+
+def _get(http: httpx.Client, path: str, params: dict[str, int] | None = None) -> httpx.Response:
+    from healthmesh.ledger.bundle import BundleError
+
+    response = http.get(path, params=params)
+    if response.status_code != 200:
+        raise BundleError(f"GET {path} answered {response.status_code}: {response.text.strip()[:200]}")
+    return response
+
+
+def _add_note(notes_by_size: dict[int, str], note: str) -> None:
+    from healthmesh.ledger import notes
+    from healthmesh.ledger.bundle import BundleError
+
+    try:
+        size = notes.parse_checkpoint(notes.parse_note(note).body).size
+    except notes.NoteError as exc:
+        raise BundleError(f"the server's checkpoint is unreadable: {exc}") from None
+    notes_by_size[size] = note
+
+
+def _signed_root(note: str) -> bytes:
+    """The API serves no stored root apart from the note's: the note's stands for it."""
+    from healthmesh.ledger import notes
+
+    return notes.parse_checkpoint(notes.parse_note(note).body).root_hash
+
+
+def _http_client(base_url: str) -> AbstractContextManager[httpx.Client]:
+    """A client for the server at `base_url` (its root, or its `/api/v1/ledger`)."""
+    import httpx
+
+    root = base_url.rstrip("/").removesuffix(LEDGER_API)
+    return httpx.Client(base_url=root, timeout=60.0, follow_redirects=True)
+
+
+def _read_source(source: str, sizes: Sequence[int], save: Path | None) -> Bundle:
+    """The bundle in a file or behind a URL; BundleError (or an I/O error) when unreadable."""
+    import httpx
+
+    from healthmesh.ledger import bundle
+
+    if not source.startswith(("http://", "https://")):
+        return bundle.loads(Path(source).read_bytes())
+    try:
+        with _http_client(source) as http, _progress() as progress:
+            task = progress.add_task("fetching entries", total=None)
+            data = fetch_bundle(
+                http, sizes, lambda done, total: progress.update(task, completed=done, total=total)
+            )
+    except (httpx.HTTPError, ValueError) as exc:  # unreachable, or not JSON where JSON was due
+        if isinstance(exc, bundle.BundleError):
+            raise
+        raise bundle.BundleError(f"cannot read the log at {source}: {exc}") from None
+    if save is not None:
+        save.write_text(bundle.dumps(data), encoding="utf-8")
+    return data
+
+
+def _failure_table(failures: Sequence[Failure]) -> Table:
+    from rich.text import Text
+
+    table = Table(title=f"{len(failures)} failed check(s)", title_justify="left")
+    table.add_column("check", no_wrap=True, style="red")
+    table.add_column("where", no_wrap=True)
+    table.add_column("detail")
+    for failure in failures:  # Text, not markup: a tampered body may contain brackets
+        table.add_row(Text(failure.check), Text(failure.where), Text(failure.detail))
+    return table
+
+
+@ledger_app.command("export")
+def ledger_export(out: Annotated[Path, typer.Option(help="The bundle file to write (JSON)")]) -> None:
+    """Write the whole log (entries, every checkpoint with its cosignatures, the keys) as one JSON
+    bundle that `ledger verify` checks offline. Signs the current head first, so the bundle ends
+    with a signed checkpoint."""
+    from healthmesh.ledger import bundle, service
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    with unit_of_work(factory) as db:
+        try:
+            service.publish_checkpoint(db, service.load_signer(settings), service.origin(settings))
+        except DomainError as exc:  # the tree no longer extends the last checkpoint: export it anyway
+            err.print(f"[yellow]warning:[/yellow] the current head was not signed: {exc}")
+        with _progress() as progress:
+            task = progress.add_task("exporting entries", total=service.size(db))
+            data = export_bundle(db, settings, lambda done, _: progress.update(task, completed=done))
+    out.write_text(bundle.dumps(data), encoding="utf-8")
+    summary = bundle.summarize(data)
+    console.print(
+        f"wrote {out}: {summary.entries:,} entries, {summary.checkpoints} checkpoints "
+        f"(latest size {summary.latest_size:,}), {summary.cosignatures} cosignature(s)",
+        soft_wrap=True,
+    )
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    source: Annotated[str, typer.Argument(help="A bundle from `ledger export`, or a server's URL")],
+    checkpoint: Annotated[
+        list[int] | None,
+        typer.Option("--checkpoint", help="From a URL: also check the checkpoint of this size (repeatable)"),
+    ] = None,
+    save: Annotated[Path | None, typer.Option(help="From a URL: also write the fetched bundle here")] = None,
+) -> None:
+    """Recompute every leaf hash and root, and check every signature, cosignature, consistency
+    and inclusion. Exit 0 when all hold, 1 on any failure (each one named), 2 if the input is
+    not a readable bundle."""
+    from healthmesh.ledger import bundle
+
+    try:
+        data = _read_source(source, checkpoint or [], save)
+    except (bundle.BundleError, OSError) as exc:
+        err.print(f"[red]unreadable:[/red] {source}: {exc}")
+        raise typer.Exit(code=VERIFY_UNREADABLE) from None
+    with _progress() as progress:
+        task = progress.add_task("checking inclusion", total=None)
+        failures = bundle.verify(data, lambda done, total: progress.update(task, completed=done, total=total))
+    if failures:
+        console.print(_failure_table(failures))
+        raise typer.Exit(code=VERIFY_FAILED)
+    summary = bundle.summarize(data)
+    console.print(
+        f"OK {data.origin}: {summary.entries:,} entries, {summary.checkpoints} checkpoints "
+        f"(latest size {summary.latest_size:,}) consistent and signed, "
+        f"{summary.cosignatures} cosignature(s) from {summary.witnesses} witness(es)",
+        soft_wrap=True,
+    )
+
+
+@ledger_app.command("keygen")
+def ledger_keygen() -> None:
+    """Make the log's signing key if there is none yet (in the data directory, never in the
+    database) and print its public verifier key, which members use to check checkpoints."""
+    from healthmesh.ledger import service
+
+    settings = _settings()
+    existed = service.key_path(settings).exists()
+    signer = service.load_signer(settings)
+    err.print(f"{'existing' if existed else 'new'} signing key: {service.key_path(settings)}")
+    typer.echo(signer.verifier().vkey)
+
+
+@ledger_app.command("add-witness")
+def ledger_add_witness(
+    verifier_key: Annotated[str, typer.Argument(help="The witness's cosignature/v1 verifier key")],
+    url: Annotated[str, typer.Argument(help="Where the witness listens, e.g. https://witness.example.org")],
+) -> None:
+    """Trust a member's witness: `ledger cosign` asks it to cosign each new checkpoint."""
+    from healthmesh.ledger import notes, service
+
+    try:
+        alg = notes.parse_verifier_key(verifier_key).alg
+    except notes.NoteError as exc:
+        err.print(f"[red]error:[/red] verifier key: {exc}")
+        raise typer.Exit(code=1) from None
+    if alg != notes.ALG_COSIGNATURE_V1:  # a note-signing key could never cosign
+        err.print("[red]error:[/red] not a witness key: expected a cosignature/v1 key (alg 0x04)")
+        raise typer.Exit(code=1)
+    if not url.startswith(("http://", "https://")):
+        err.print(f"[red]error:[/red] {url!r} is not an http(s) URL")
+        raise typer.Exit(code=1)
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    try:
+        with unit_of_work(factory) as db:
+            witness = service.register_witness(db, verifier_key, url)
+            console.print(f"witness {witness.name} at {witness.url}")
+    except DomainError as exc:
+        raise _fail(exc) from None
+
+
+@ledger_app.command("cosign")
+def ledger_cosign() -> None:
+    """Sign the current head and ask every registered witness to cosign it (exit 1 if any
+    witness did not)."""
+    from healthmesh.ledger.collect import collect
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    with unit_of_work(factory) as db:
+        results = collect(db, settings)
+    if not results:
+        console.print("no witness registered (add one with `healthmesh ledger add-witness`)")
+        return
+    table = Table("witness", "result", "detail")
+    for result in results:
+        table.add_row(
+            result.witness, "[green]cosigned[/green]" if result.ok else "[red]failed[/red]", result.detail
+        )
+    console.print(table)
+    if not all(result.ok for result in results):
+        raise typer.Exit(code=1)
+
+
+@witness_app.command("keygen")
+def witness_keygen(
+    name: Annotated[str, typer.Option(help="The witness's name, e.g. witness.moh.go.th")],
+    out: Annotated[Path, typer.Option(help="Where to write the private key (mode 0600, never overwritten)")],
+) -> None:
+    """Make a witness key: the private key goes to --out, the public verifier key (to register
+    with `healthmesh ledger add-witness`) is printed."""
+    from healthmesh.ledger.witness_app import generate_witness_key
+
+    try:
+        skey, vkey = generate_witness_key(name)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from None
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        err.print(f"[red]error:[/red] {out} exists; not overwriting a key")
+        raise typer.Exit(code=1) from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(skey + "\n")
+    err.print(f"private key written to {out}")
+    typer.echo(vkey)
+
+
+@witness_app.command("serve")
+def witness_serve(
+    name: Annotated[str, typer.Option(help="The witness's name (must match the key)")],
+    key_file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="From `witness keygen`")],
+    log_key: Annotated[
+        list[str], typer.Option("--log-key", help="A log's verifier key to trust (repeatable)")
+    ],
+    state: Annotated[Path, typer.Option(help="JSON file keeping the latest cosigned checkpoint per log")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+) -> None:
+    """Serve the witness (C2SP tlog-witness): cosign a checkpoint only if it extends the last one."""
+    from healthmesh.ledger.witness_app import serve as serve_witness
+
+    serve_witness(name, key_file, log_key, state, host, port)
 
 
 if __name__ == "__main__":

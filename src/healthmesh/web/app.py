@@ -29,6 +29,7 @@ from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply.api import router as supply_router
 from healthmesh.web import problems
+from healthmesh.web.console import routes as console
 from healthmesh.web.deps import DbSession, Public
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(changes_router)
     app.include_router(fhir_router)
     _add_pages(app)
+    console.install(app)
     return app
 
 

@@ -1,0 +1,112 @@
+// HealthMesh console: the glue between server-rendered pages and the REST API.
+// Written here rather than pulled from a framework: it is small, and the console must work with
+// no internet (no CDN, no request to another host).
+(function () {
+  "use strict";
+  const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  // Every htmx request carries the session's CSRF token (the API refuses writes without it).
+  document.addEventListener("htmx:configRequest", (event) => {
+    event.detail.headers["X-CSRF-Token"] = csrf();
+  });
+
+  function clearErrors(form) {
+    form.querySelectorAll("[data-error-for]").forEach((el) => { el.textContent = ""; });
+    form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+    const summary = form.querySelector("[data-form-status]");
+    if (summary) { summary.textContent = ""; summary.className = ""; }
+  }
+
+  // Show an RFC 9457 problem next to the fields it names (and its detail at the form's top).
+  function showProblem(form, problem) {
+    const summary = form.querySelector("[data-form-status]");
+    if (summary) { summary.textContent = problem.detail || problem.title || "Refused"; summary.className = "error"; }
+    (problem.errors || []).forEach((error) => {
+      const field = String(error.field || "");
+      const slot = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`)
+        || form.querySelector(`[data-error-for="${CSS.escape(field.split(".")[0].split("[")[0])}"]`);
+      const input = form.querySelector(`[name="${CSS.escape(field)}"]`);
+      if (input) input.setAttribute("aria-invalid", "true");
+      if (slot) slot.textContent = (slot.textContent ? slot.textContent + " " : "") + error.message;
+      else if (summary) summary.textContent += ` ${field}: ${error.message}.`;
+    });
+  }
+
+  // Read a form into JSON: data-type="int|float|bool|json|list" converts, empty fields are left out.
+  function formJson(form) {
+    const out = {};
+    for (const el of form.elements) {
+      if (!el.name || el.disabled || el.type === "submit") continue;
+      if ((el.type === "checkbox" || el.type === "radio") && !el.checked && el.dataset.type !== "bool") continue;
+      let value = el.type === "checkbox" && el.dataset.type === "bool" ? el.checked : el.value;
+      if (value === "" ) continue;
+      switch (el.dataset.type) {
+        case "int": value = parseInt(value, 10); break;
+        case "float": value = parseFloat(value); break;
+        case "json": value = JSON.parse(value); break;
+        case "list": value = String(value).split(",").map((s) => s.trim()).filter(Boolean); break;
+      }
+      out[el.name] = value;
+    }
+    return out;
+  }
+
+  async function api(method, url, body, extraHeaders) {
+    const headers = Object.assign({ "X-CSRF-Token": csrf(), Accept: "application/json" }, extraHeaders || {});
+    const init = { method, headers, credentials: "same-origin" };
+    if (body instanceof FormData) init.body = body;
+    else if (body !== undefined) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+    const response = await fetch(url, init);
+    const type = response.headers.get("content-type") || "";
+    const data = type.includes("json") ? await response.json() : await response.text();
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  // <form data-api="/api/v1/..." data-method="POST" data-then="reload|redirect:/url|event:name">
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-api]");
+    if (!form) return;
+    event.preventDefault();
+    clearErrors(form);
+    const button = form.querySelector("[type=submit]");
+    if (button) button.disabled = true;
+    try {
+      const body = form.enctype === "multipart/form-data" ? new FormData(form) : formJson(form);
+      const result = await api(form.dataset.method || "POST", form.dataset.api, body);
+      if (!result.ok) { showProblem(form, typeof result.data === "object" ? result.data : { detail: result.data }); return; }
+      const then = form.dataset.then || "reload";
+      const status = form.querySelector("[data-form-status]");
+      if (status) { status.textContent = form.dataset.done || "Done."; status.className = "ok"; }
+      if (then === "reload") window.location.reload();
+      else if (then.startsWith("redirect:")) window.location.assign(then.slice(9).replace("{id}", result.data && result.data.id));
+      else if (then.startsWith("event:")) document.dispatchEvent(new CustomEvent(then.slice(6), { detail: result.data }));
+    } catch (error) {
+      showProblem(form, { detail: `Could not reach the platform: ${error}` });
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+
+  // Live updates: elements with data-live="topic1,topic2" reload their hx-get (hx-trigger="refresh")
+  // when a change of that topic arrives on the platform's Server-Sent Events stream.
+  function listen() {
+    const live = document.querySelectorAll("[data-live]");
+    if (!live.length || !window.EventSource) return;
+    const topics = new Set();
+    live.forEach((el) => el.dataset.live.split(",").forEach((t) => topics.add(t.trim())));
+    const source = new EventSource("/api/v1/stream");
+    const badge = () => document.querySelector("[data-live-status]");
+    // The stream names each event by its topic (stock balance, need, ...): listen to those shown.
+    topics.forEach((topic) => source.addEventListener(topic, () => {
+      live.forEach((el) => {
+        if (el.dataset.live.split(",").map((t) => t.trim()).includes(topic) && window.htmx) window.htmx.trigger(el, "refresh");
+      });
+      if (badge()) badge().textContent = `live · last change ${new Date().toLocaleTimeString()}`;
+    }));
+    source.onopen = () => { if (badge()) badge().textContent = "live"; };
+    source.onerror = () => { if (badge()) badge().textContent = "live updates paused (reconnecting)"; };
+  }
+
+  document.addEventListener("DOMContentLoaded", listen);
+  window.HealthMesh = { api, showProblem, clearErrors, formJson };
+})();
