@@ -74,9 +74,16 @@ def _facility_scope(
 
 
 def facility_positions(
-    db: Session, facilities: dict[int, int], window: Window, product_id: int | None = None
+    db: Session,
+    facilities: dict[int, int],
+    window: Window,
+    product_id: int | None = None,
+    *,
+    stockout_history: bool = True,
 ) -> dict[FP, ind.Position]:
-    """The position of every (facility, product) that holds or moved stock, within `facilities`."""
+    """The position of every (facility, product) that holds or moved stock, within `facilities`.
+    `stockout_history=False` skips the day-by-day replay behind stock-out days (the shortage
+    board does not show them, and it is most of the cost)."""
 
     def keep(f: int, p: int) -> bool:
         return f in facilities and (product_id is None or p == product_id)
@@ -118,7 +125,7 @@ def facility_positions(
     for key, pipeline in _pipeline(db).items():
         if keep(*key):
             positions.setdefault(key, ind.Position(facilities=1)).pipeline = pipeline
-    daily = _daily_changes(db, window, product_id)
+    daily = _daily_changes(db, window, product_id) if stockout_history else {}
     first = window.today - timedelta(days=window.period_days - 1)
     for key, position in positions.items():
         split = ind.split_by_expiry(lots.get(key, []), window.today, window.near_expiry_days)
@@ -128,8 +135,9 @@ def facility_positions(
             split.expired,
         )
         position.stocked_out = int(position.usable == 0)
-        closing = ind.closing_balances(position.on_hand, daily.get(key, {}), first, window.today)
-        position.stockout_days = ind.stockout_days(closing)
+        if stockout_history:
+            closing = ind.closing_balances(position.on_hand, daily.get(key, {}), first, window.today)
+            position.stockout_days = ind.stockout_days(closing)
         position.members = {facilities[key[0]]}
     return positions
 
@@ -311,7 +319,7 @@ def shortage_board(
     if actor.scope is ScopeKind.FACILITY:
         raise PermissionDenied("the shortage board is for member- and region-wide roles")
     facilities = _facility_scope(db, actor, None, None, national_only=True)
-    positions = facility_positions(db, facilities, window, product_id)
+    positions = facility_positions(db, facilities, window, product_id, stockout_history=False)
     per_member: dict[tuple[int, int], ind.Position] = {}
     for (f, p), position in positions.items():
         per_member.setdefault((facilities[f], p), ind.Position()).add(position)
