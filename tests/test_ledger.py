@@ -204,16 +204,16 @@ def test_the_public_api_serves_checkpoints_and_proofs_that_verify(
 def test_the_log_refuses_to_sign_a_tree_inconsistent_with_its_last_checkpoint(
     db: Session, settings: Settings
 ) -> None:
-    signer, origin = service.load_signer(settings), service.origin(settings)
+    signer = service.load_signer(settings)
     _fill(db, 10)
-    service.publish_checkpoint(db, signer, origin)
+    service.publish_checkpoint(db, signer)
     _fill(db, 5)
     node = db.get(LogNode, (3, 0))  # the first eight leaves, already covered by checkpoint 10
     assert node is not None
     node.hash = bytes(32)
     db.flush()
     with pytest.raises(Conflict, match="not consistent with checkpoint 10"):
-        service.publish_checkpoint(db, signer, origin)
+        service.publish_checkpoint(db, signer)
 
 
 @pytest.fixture
@@ -250,7 +250,8 @@ def test_witnesses_cosign_consistent_checkpoints_and_refuse_a_split_view(
     cosignature = [line for line in note.splitlines() if "witness.moh.gov.la" in line]
     notes.verify_cosignature(body, cosignature[0], notes.parse_verifier_key(vkey))
 
-    signer, origin = service.load_signer(settings), service.origin(settings)
+    signer = service.load_signer(settings)
+    origin = signer.name
     forged_root = merkle.leaf_hash(b"a different history")
     forged = notes.sign_note(notes.checkpoint_body(origin, 19, forged_root), signer.name, signer.private_key)
     split = witness_client.post(witness_app.ADD_CHECKPOINT, content=f"old 19\n\n{forged}")

@@ -106,7 +106,7 @@ def build_log(db: Session, settings: Settings) -> Log:
     for i in range(SIZES[-1]):
         service.append(db, *_payload(i))
         if i + 1 in SIZES:
-            service.publish_checkpoint(db, signer, service.origin(settings))
+            service.publish_checkpoint(db, signer)
     skey, witness_key = witness_app.generate_witness_key(WITNESS)
     witness = notes.parse_signer_key(skey)
     registered = service.register_witness(db, witness_key, WITNESS_URL)

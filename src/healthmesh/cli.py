@@ -571,7 +571,7 @@ def ledger_export(out: Annotated[Path, typer.Option(help="The bundle file to wri
     factory = make_sessionmaker(make_engine(settings.effective_database_url))
     with unit_of_work(factory) as db:
         try:
-            service.publish_checkpoint(db, service.load_signer(settings), service.origin(settings))
+            service.publish_checkpoint(db, service.load_signer(settings))
         except DomainError as exc:  # the tree no longer extends the last checkpoint: export it anyway
             err.print(f"[yellow]warning:[/yellow] the current head was not signed: {exc}")
         with _progress() as progress:

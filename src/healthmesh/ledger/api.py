@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from healthmesh.config import Settings
+from healthmesh.db import begin_write
 from healthmesh.errors import NotFound
 from healthmesh.ledger import service
 from healthmesh.web.deps import DbSession, Public, get_settings
@@ -56,7 +57,8 @@ def checkpoint(
         if found is None:
             raise NotFound("no checkpoint has been cosigned yet")
     else:
-        found = service.publish_checkpoint(db, service.load_signer(settings), service.origin(settings))
+        begin_write(db)  # it may sign a new head: take the write lock before the first read
+        found = service.publish_checkpoint(db, service.load_signer(settings))
     return PlainTextResponse(service.cosigned_note(db, found), media_type=NOTE)
 
 
@@ -72,7 +74,7 @@ def entries(
     end: Annotated[int | None, Query(ge=0, description="Exclusive; at most 1,000 entries per call")] = None,
 ) -> list[EntryOut]:
     stop = end if end is not None else start + 1000
-    return [EntryOut(**service.entry_json(entry)) for entry in service.entries(db, start, stop)]
+    return [EntryOut(**row) for row in service.entries_with_hashes(db, start, stop)]
 
 
 @router.get("/proofs/inclusion", response_model=InclusionOut)
@@ -80,12 +82,9 @@ def inclusion(
     db: DbSession, index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
 ) -> InclusionOut:
     proof = service.inclusion_proof(db, index, size)
-    entry = service.entries(db, index, index + 1)
+    entry = service.entries_with_hashes(db, index, index + 1)
     return InclusionOut(
-        index=index,
-        tree_size=size,
-        leaf_hash=bytes(entry[0].leaf_hash).hex(),
-        proof=service.proof_lines(proof),
+        index=index, tree_size=size, leaf_hash=entry[0]["leaf_hash"], proof=service.proof_lines(proof)
     )
 
 

@@ -17,10 +17,17 @@ Post = Callable[[str, str], tuple[int, str, str]]
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 
 
+class Unreachable(OSError):
+    """The witness did not answer (connection refused, timeout, TLS failure, ...)."""
+
+
 def _http_post(url: str, body: str) -> tuple[int, str, str]:
     import httpx
 
-    response = httpx.post(url, content=body.encode(), timeout=10.0)
+    try:
+        response = httpx.post(url, content=body.encode(), timeout=10.0)
+    except httpx.HTTPError as exc:  # one witness down must not cost the others' cosignatures
+        raise Unreachable(str(exc) or exc.__class__.__name__) from exc
     return response.status_code, response.headers.get("content-type", ""), response.text
 
 
@@ -48,6 +55,6 @@ def _ask(db: Session, witness: LogWitness, checkpoint: LogCheckpoint, post: Post
 
 def collect(db: Session, settings: Settings, post: Post | None = None) -> list[service.WitnessResult]:
     """Publish the current checkpoint and gather a cosignature from every reachable witness."""
-    checkpoint = service.publish_checkpoint(db, service.load_signer(settings), service.origin(settings))
+    checkpoint = service.publish_checkpoint(db, service.load_signer(settings))
     send = post or _http_post
     return [_ask(db, witness, checkpoint, send) for witness in service.witnesses(db) if witness.url]

@@ -17,7 +17,8 @@ LeafIndex = BigInteger().with_variant(Integer, "sqlite")
 
 
 class LogEntry(Base):
-    """One leaf: a decision recorded as canonical JSON (no personal data)."""
+    """One leaf: a decision recorded as canonical JSON (no personal data). Its leaf hash lives in
+    `log_nodes` (level 0) only, so the hash the API shows is the one its proofs are built from."""
 
     __tablename__ = "log_entries"
     __table_args__ = (Index("ix_log_entries_kind", "kind", "index"),)
@@ -25,7 +26,6 @@ class LogEntry(Base):
     index: Mapped[int] = mapped_column(LeafIndex, primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(String(48))
     body: Mapped[str] = mapped_column(Text)
-    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -89,8 +89,8 @@ def append_many(db: Session, items: Sequence[tuple[str, Mapping[str, Any]]]) -> 
     leaves = [merkle.leaf_hash(body) for body in bodies]
     nodes = merkle.new_nodes(size, leaves, DbNodeStore(db))
     rows = [
-        {"index": size + i, "kind": kind, "body": body.decode(), "leaf_hash": leaf, "recorded_at": now}
-        for i, ((kind, _), body, leaf) in enumerate(zip(items, bodies, leaves, strict=True))
+        {"index": size + i, "kind": kind, "body": body.decode(), "recorded_at": now}
+        for i, ((kind, _), body) in enumerate(zip(items, bodies, strict=True))
     ]
     for start in range(0, len(rows), CHUNK):
         db.execute(insert(ENTRIES), rows[start : start + CHUNK])
@@ -148,7 +148,8 @@ def consistency_proof(db: Session, old_size: int, new_size: int) -> list[bytes]:
 
 
 def origin(settings: Settings) -> str:
-    """The log's name in checkpoints: configured, or derived from the region's name."""
+    """The name a new log key gets, which is then the origin line of every checkpoint it signs
+    (configured, or derived from the region's name; changing it later does not rename the key)."""
     return settings.ledger_origin or f"{settings.region_name.lower()}.healthmesh.local/log"
 
 
@@ -177,7 +178,7 @@ def latest_checkpoint(db: Session) -> LogCheckpoint | None:
     return db.scalar(select(LogCheckpoint).order_by(LogCheckpoint.size.desc()).limit(1))
 
 
-def publish_checkpoint(db: Session, signer: notes.Signer, log_origin: str) -> LogCheckpoint:
+def publish_checkpoint(db: Session, signer: notes.Signer) -> LogCheckpoint:
     """Sign the current tree head, unless the latest checkpoint already covers it. Before signing,
     prove the new head consistent with the last one signed: the log never signs a fork."""
     head = _lock_head(db)
@@ -196,7 +197,7 @@ def publish_checkpoint(db: Session, signer: notes.Signer, log_origin: str) -> Lo
                 f"{latest.size} ({exc})",
                 [FieldError("checkpoint", "inconsistent")],
             ) from None
-    body = notes.checkpoint_body(log_origin, head.size, new_root)
+    body = notes.checkpoint_body(signer.name, head.size, new_root)  # the origin is the key's name
     checkpoint = LogCheckpoint(
         size=head.size, root_hash=new_root, note=notes.sign_note(body, signer.name, signer.private_key)
     )
@@ -245,12 +246,20 @@ def register_witness(db: Session, vkey: str, url: str) -> LogWitness:
         verifier = notes.parse_verifier_key(vkey)
     except notes.NoteError as exc:
         raise InvalidInput.on("verifier_key", str(exc)) from None
+    if verifier.alg != notes.ALG_COSIGNATURE_V1:
+        raise InvalidInput.on("verifier_key", "a witness key is a cosignature/v1 key (algorithm 0x04)")
     witness = db.get(LogWitness, verifier.name)
     if witness is None:
         witness = LogWitness(name=verifier.name, verifier_key=vkey, url=url, last_size=0)
         db.add(witness)
+    elif witness.verifier_key != vkey:
+        raise Conflict(
+            f"witness {verifier.name} is registered with another key: its past cosignatures are checked "
+            "against that key, so a new key needs a new name",
+            [FieldError("verifier_key", "another key is registered under this name")],
+        )
     else:
-        witness.verifier_key, witness.url = vkey, url
+        witness.url = url
     db.flush()
     return witness
 
@@ -295,19 +304,25 @@ def witnesses(db: Session) -> list[LogWitness]:
 def public_keys(settings: Settings, db: Session) -> dict[str, Any]:
     """The keys a verifier needs: the log's and every registered witness's."""
     return {
-        "origin": origin(settings),
+        "origin": load_signer(settings).name,
         "log": load_signer(settings).verifier().vkey,
         "witnesses": [w.verifier_key for w in witnesses(db)],
     }
 
 
-def entry_json(entry: LogEntry) -> dict[str, Any]:
-    return {
-        "index": entry.index,
-        "kind": entry.kind,
-        "body": entry.body,
-        "leaf_hash": bytes(entry.leaf_hash).hex(),
-    }
+def entries_with_hashes(db: Session, start: int, end: int) -> list[dict[str, Any]]:
+    """Entries [start, end) with the leaf hash the tree holds for each (level 0 of `log_nodes`)."""
+    rows = entries(db, start, end)
+    hashes = DbNodeStore(db).nodes([(0, entry.index) for entry in rows])
+    return [
+        {
+            "index": entry.index,
+            "kind": entry.kind,
+            "body": entry.body,
+            "leaf_hash": hashes[(0, entry.index)].hex() if (0, entry.index) in hashes else "",
+        }
+        for entry in rows
+    ]
 
 
 def b64(value: bytes) -> str:

@@ -37,7 +37,6 @@ def upgrade() -> None:
         ),
         sa.Column("kind", sa.String(length=48), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("leaf_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("recorded_at", healthmesh.db.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("index", name=op.f("pk_log_entries")),
     )
