@@ -146,6 +146,8 @@ def _add_pages(app: FastAPI) -> None:
             swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+            # no badge from validator.swagger.io: the explorer asks no other host
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])
