@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Header, Query, UploadFile, status
+from fastapi import APIRouter, Depends, File, Query, UploadFile, status
 from fastapi.responses import JSONResponse, Response
 
 from healthmesh.accounts.access import Permission, Principal
@@ -26,7 +26,7 @@ from healthmesh.logistics.schemas import (
     TransitionOut,
 )
 from healthmesh.logistics.workflow import ShipmentStatus
-from healthmesh.web.deps import DbSession, Page, require
+from healthmesh.web.deps import DbSession, IdempotencyKey, Page, require
 from healthmesh.web.pagination import PageOut
 
 router = APIRouter(prefix="/api/v1/logistics", tags=["logistics"])
@@ -35,10 +35,6 @@ Reader = Annotated[Principal, Depends(require(Permission.SHIPMENT_READ))]
 Planner = Annotated[Principal, Depends(require(Permission.SHIPMENT_PLAN))]
 Sender = Annotated[Principal, Depends(require(Permission.SHIPMENT_SEND))]
 Receiver = Annotated[Principal, Depends(require(Permission.SHIPMENT_RECEIVE))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", max_length=100, description="Retrying with the same key changes nothing"),
-]
 LOG_MAX_BYTES = 5 * 1024 * 1024
 
 

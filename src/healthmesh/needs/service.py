@@ -92,6 +92,11 @@ def transition(db: Session, need: Need, action: Action, actor: Principal | None,
         target = next_status(need.status, action)
     except InvalidTransition as exc:
         raise Conflict(str(exc), [FieldError("status", str(exc))]) from None
+    _move(db, need, target, actor, note)
+
+
+def _move(db: Session, need: Need, target: NeedStatus, actor: Principal | None, note: str) -> None:
+    """Record the step in the need's history, move it, and announce it on the change feed."""
     db.add(
         NeedTransition(
             need_id=need.id,
@@ -119,19 +124,7 @@ def follow_progress(db: Session, need: Need, actor: Principal | None, note: str)
     if target is need.status:
         db.flush()
         return
-    db.add(
-        NeedTransition(
-            need_id=need.id,
-            from_status=need.status,
-            to_status=target,
-            actor_id=actor.user_id if actor and actor.user_id else None,
-            note=note,
-        )
-    )
-    need.status = target
-    db.flush()
-    db.refresh(need, ["history"])
-    _announce(db, need)
+    _move(db, need, target, actor, note)
 
 
 def _resolve_place(

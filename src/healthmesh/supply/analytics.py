@@ -142,55 +142,28 @@ def facility_positions(
     return positions
 
 
+def _units_by_reference(db: Session, kind: EventKind, destination: Any) -> dict[tuple[str, int, int], int]:
+    """Units of one event kind per (reference, destination facility, product); `destination` is
+    the column that names the destination for this kind."""
+    stmt = (
+        select(StockEvent.reference, destination, StockEvent.product_id, func.sum(StockEvent.quantity))
+        .where(StockEvent.kind == kind, destination.is_not(None))
+        .group_by(StockEvent.reference, destination, StockEvent.product_id)
+    )
+    return {(ref, dest, p): int(q) for ref, dest, p, q in db.execute(stmt)}
+
+
 def _pipeline(db: Session) -> dict[FP, int]:
     """Units sent to a facility (transfer-out naming it) and not yet received there (transfer-in
     with the same reference) nor lost on the way (transit loss naming it), per destination
     facility and product."""
-    sent = {
-        (ref, dest, p): int(q)
-        for ref, dest, p, q in db.execute(
-            select(
-                StockEvent.reference,
-                StockEvent.counterpart_facility_id,
-                StockEvent.product_id,
-                func.sum(StockEvent.quantity),
-            )
-            .where(StockEvent.kind == EventKind.TRANSFER_OUT, StockEvent.counterpart_facility_id.is_not(None))
-            .group_by(StockEvent.reference, StockEvent.counterpart_facility_id, StockEvent.product_id)
-        )
-    }
+    sent = _units_by_reference(db, EventKind.TRANSFER_OUT, StockEvent.counterpart_facility_id)
     if not sent:
         return {}
-    received = {
-        (ref, f, p): int(q)
-        for ref, f, p, q in db.execute(
-            select(
-                StockEvent.reference,
-                StockEvent.facility_id,
-                StockEvent.product_id,
-                func.sum(StockEvent.quantity),
-            )
-            .where(StockEvent.kind == EventKind.TRANSFER_IN)
-            .group_by(StockEvent.reference, StockEvent.facility_id, StockEvent.product_id)
-        )
-    }
-    lost = {
-        (ref, dest, p): int(q)
-        for ref, dest, p, q in db.execute(
-            select(
-                StockEvent.reference,
-                StockEvent.counterpart_facility_id,
-                StockEvent.product_id,
-                func.sum(StockEvent.quantity),
-            )
-            .where(StockEvent.kind == EventKind.TRANSIT_LOSS)
-            .group_by(StockEvent.reference, StockEvent.counterpart_facility_id, StockEvent.product_id)
-        )
-    }
+    received = _units_by_reference(db, EventKind.TRANSFER_IN, StockEvent.facility_id)
+    lost = _units_by_reference(db, EventKind.TRANSIT_LOSS, StockEvent.counterpart_facility_id)
     pipeline: dict[FP, int] = defaultdict(int)
     for (ref, dest, p), quantity in sent.items():
-        if dest is None:
-            continue
         arrived = received.get((ref, dest, p), 0) + lost.get((ref, dest, p), 0)
         pipeline[(dest, p)] += max(quantity - arrived, 0)
     return {key: value for key, value in pipeline.items() if value}

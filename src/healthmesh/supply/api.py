@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Header, Query, UploadFile, status
+from fastapi import APIRouter, Depends, File, Query, UploadFile, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
@@ -23,7 +23,7 @@ from healthmesh.supply.schemas import (
     StockEventIn,
     StockEventOut,
 )
-from healthmesh.web.deps import DbSession, Page, require
+from healthmesh.web.deps import DbSession, IdempotencyKey, Page, require
 from healthmesh.web.pagination import PageOut
 
 router = APIRouter(prefix="/api/v1", tags=["supply"])
@@ -31,10 +31,6 @@ router = APIRouter(prefix="/api/v1", tags=["supply"])
 StockReader = Annotated[Principal, Depends(require(Permission.STOCK_READ))]
 StockWriter = Annotated[Principal, Depends(require(Permission.STOCK_WRITE))]
 PledgeWriter = Annotated[Principal, Depends(require(Permission.PLEDGE_WRITE))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", max_length=128, description="Retrying with the same key changes nothing"),
-]
 
 
 def _batch_out(result: ledger.BatchResult) -> BatchOut:

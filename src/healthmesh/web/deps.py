@@ -11,7 +11,7 @@ import hmac
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
 
 from healthmesh.accounts import service as accounts
@@ -45,6 +45,16 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
+#: The header that makes a write safe to retry (stored prefixed, so kept under the 128-character column).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        description="Retrying with the same key changes nothing",
+    ),
+]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
