@@ -75,7 +75,7 @@ def viewer_with(permission: Permission) -> Any:
 
     def dependency(viewer: ViewerDep) -> Viewer:
         if not viewer.principal.has(permission):
-            raise PageForbidden(f"your role ({viewer.principal.role.value}) may not open this page")
+            raise PageForbidden(f"your role ({viewer.principal.role.value}) may not open this page", viewer)
         return viewer
 
     dependency.required_permission = permission  # type: ignore[attr-defined]
@@ -83,8 +83,11 @@ def viewer_with(permission: Permission) -> Any:
 
 
 class PageForbidden(Exception):
-    def __init__(self, message: str) -> None:
+    """Answered with the 403 page (with the viewer's navigation, when known)."""
+
+    def __init__(self, message: str, viewer: Viewer | None = None) -> None:
         self.message = message
+        self.viewer = viewer
 
 
 def render(request: Request, viewer: Viewer | None, template: str, **context: Any) -> HTMLResponse:

@@ -46,7 +46,7 @@ def install(app: FastAPI) -> None:
 
     async def on_forbidden(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageForbidden)
-        response = render(request, None, "console/forbidden.html", message=exc.message)
+        response = render(request, exc.viewer, "console/forbidden.html", message=exc.message)
         response.status_code = 403
         return response
 
