@@ -348,6 +348,9 @@ def serve(
     uvicorn.run("healthmesh.web.asgi:app", host=host, port=port, workers=workers, log_level="info")
 
 
+DEMO_SCALES = ("asean", "continent")
+
+
 @app.command("demo")
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated demo region")] = 2026,
@@ -355,41 +358,58 @@ def demo(
     history: Annotated[
         bool, typer.Option("--history/--no-history", help="Add 12 weeks of stock, the outbreak and needs")
     ] = True,
+    scale: Annotated[
+        str,
+        typer.Option(
+            help="asean: the demo region; continent: the 55 African Union members at load-test size "
+            "(20,000 facilities, 2,000,000 lots, a year of consumption, 100,000 needs), PostgreSQL only"
+        ),
+    ] = "asean",
+    scale_factor: Annotated[
+        float,
+        typer.Option(help="With --scale continent: multiply the facility, lot, event and need counts"),
+    ] = 1.0,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
 ) -> None:
-    """Create and seed the demo region (if the database is empty), print the logins, and serve."""
+    """Create and seed the demo region (if the database is empty), print the logins, and serve.
+    With `--scale continent`, load the continent-scale data set into an empty PostgreSQL database."""
     from datetime import date
 
     from healthmesh.demo import seed as demo_seed
     from healthmesh.demo.logistics_seed import seed_logistics
     from healthmesh.demo.supply_seed import seed_supply
 
+    if scale not in DEMO_SCALES:
+        raise typer.BadParameter(f"{scale!r}: choose asean or continent", param_hint="--scale")
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
-    migrate.upgrade(settings.effective_database_url)
-    factory = make_sessionmaker(engine)
-    if demo_seed.is_seeded(factory):
-        console.print("demo region already present; not seeding again")
+    if scale == "continent":
+        _seed_continent(settings.effective_database_url, seed, scale_factor)
+        factory = make_sessionmaker(make_engine(settings.effective_database_url))
     else:
-        with unit_of_work(factory) as db, _progress() as progress:
-            summary = demo_seed.seed_demo(db, seed=seed, progress=progress)
-            supply = (
-                seed_supply(db, seed=seed, today=date.today(), progress=progress.console.log)
-                if history
-                else None
-            )
-            if history:
-                seed_logistics(db, seed=seed, today=date.today(), progress=progress.console.log)
-        console.print(
-            f"seeded {summary.jurisdictions} members, {summary.facilities} facilities, "
-            f"{summary.products} products, {summary.authorisations} authorisations"
-        )
-        if supply is not None:
+        migrate.upgrade(settings.effective_database_url)
+        factory = make_sessionmaker(make_engine(settings.effective_database_url))
+        if demo_seed.is_seeded(factory):
+            console.print("demo region already present; not seeding again")
+        else:
+            with unit_of_work(factory) as db, _progress() as progress:
+                summary = demo_seed.seed_demo(db, seed=seed, progress=progress)
+                supply = (
+                    seed_supply(db, seed=seed, today=date.today(), progress=progress.console.log)
+                    if history
+                    else None
+                )
+                if history:
+                    seed_logistics(db, seed=seed, today=date.today(), progress=progress.console.log)
             console.print(
-                f"and 12 weeks of stock: {supply.events:,} events, {supply.outstanding_needs:,} "
-                f"outstanding needs, an outbreak in {', '.join(supply.outbreak_members)}"
+                f"seeded {summary.jurisdictions} members, {summary.facilities} facilities, "
+                f"{summary.products} products, {summary.authorisations} authorisations"
             )
+            if supply is not None:
+                console.print(
+                    f"and 12 weeks of stock: {supply.events:,} events, {supply.outstanding_needs:,} "
+                    f"outstanding needs, an outbreak in {', '.join(supply.outbreak_members)}"
+                )
     table = Table(title=f"Demo logins (password for all: {demo_seed.DEMO_PASSWORD})")
     for column in ("username", "role", "scope"):
         table.add_column(column)
@@ -399,6 +419,54 @@ def demo(
     if serve_after:
         console.print(f"serving on http://{host}:{port}  (API explorer: http://{host}:{port}/docs)")
         serve(host=host, port=port, workers=1)
+
+
+def _seed_continent(url: str, seed: int, scale_factor: float) -> None:
+    """`demo --scale continent`: PostgreSQL only, migrated, empty; a progress bar per stage, then
+    each stage's rows and seconds, the counts and the balance check."""
+    from datetime import date
+
+    from rich.progress import TaskID
+    from sqlalchemy.engine import make_url
+
+    from healthmesh.demo import continent
+
+    if make_url(url).get_backend_name() != "postgresql":
+        err.print(f"[red]error:[/red] {continent.NOT_POSTGRES}")
+        raise typer.Exit(code=1)
+    migrate.upgrade(url)
+    tasks: dict[str, TaskID] = {}
+    with _progress() as progress:
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        try:
+            summary = continent.seed_continent(
+                url, seed=seed, scale=scale_factor, today=date.today(), progress=report
+            )
+        except (continent.ContinentError, ValueError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=1) from None
+    table = Table("stage", "rows", "seconds", title=f"Continent demo, scale {scale_factor:g}, seed {seed}")
+    for name, rows, seconds in continent.stage_rows(summary):
+        table.add_row(name, rows, seconds)
+    table.add_row("total", "", f"{summary.seconds:.1f}")
+    console.print(table)
+    console.print(
+        f"seeded {summary.members} members, {summary.facilities:,} facilities, {summary.products} products, "
+        f"{summary.authorisations:,} authorisations, {summary.users} users; {summary.lots:,} lots, "
+        f"{summary.events:,} stock events ({summary.issues:,} daily issues at "
+        f"{summary.plan.sample_facilities} facilities), {summary.stock_balances:,} stock balances, "
+        f"{summary.needs:,} outstanding needs; database {summary.database_bytes / 2**20:,.0f} MiB",
+        soft_wrap=True,
+    )
+    console.print(
+        "checked in SQL: every lot balance equals the sum of its events, every facility x product "
+        "balance the sum of its lots, and no running balance goes negative"
+    )
 
 
 # --- transparency log ---------------------------------------------------------------------------
