@@ -1,7 +1,282 @@
-"""Console page: members (being built)."""
+"""A member's page: headline figures, stock and indicators by product, trends of the most-used
+products over the last twelve weeks, its open needs, and the regional reserve it hosts.
+
+National stock only, as on the shortage board: a regional reserve depot's stock belongs to the
+region, so it is shown apart. A facility-scoped viewer sees their own facility's part of their
+member (coverage is member-wide, so it is left out for them); other members are a 403 page.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from healthmesh.accounts.access import Permission, ScopeKind
+from healthmesh.needs import service as needs
+from healthmesh.needs.workflow import OUTSTANDING, Urgency
+from healthmesh.registry.enums import FacilityKind
+from healthmesh.registry.models import Facility, Jurisdiction, Product
+from healthmesh.supply import analytics
+from healthmesh.supply import indicators as ind
+from healthmesh.supply.models import StockBalance, StockEvent, StockSnapshot
+from healthmesh.supply.service import scoped
+from healthmesh.web.console.base import PageForbidden, Viewer, render, viewer_with
+from healthmesh.web.deps import DbSession
 
 router = APIRouter(include_in_schema=False)
+
+HORIZON_DAYS = 30  # the shortage board's horizon
+TREND_WEEKS = 12
+TREND_PRODUCTS = 4
+NEEDS_SHOWN = 15
+
+
+@dataclass
+class ProductLine:
+    """One product's national position in the member, with its indicators."""
+
+    code: str
+    name: str
+    position: ind.Position
+    adc: float
+    days_of_stock: float | None
+    demand: float
+    coverage: float | None
+
+
+@dataclass(frozen=True)
+class Trend:
+    days: list[date]
+    products: list[tuple[str, str]]  # code, name
+    on_hand: list[list[int]]  # one row per day, one value per product
+    rebuilt: int  # past points without a snapshot, rebuilt from the stock ledger
+
+
+def _start_of(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _check_scope(db: Session, viewer: Viewer, member: Jurisdiction) -> None:
+    principal = viewer.principal
+    if principal.scope is ScopeKind.FACILITY:
+        home = db.scalar(select(Facility.jurisdiction_id).where(Facility.id == principal.facility_id))
+        if home == member.id:
+            return
+    elif principal.covers_jurisdiction(member.id):
+        return
+    raise PageForbidden(f"{member.name} is outside your scope: you may open your own member's page only")
+
+
+def _facilities(db: Session, viewer: Viewer, member: Jurisdiction) -> dict[int, tuple[str, FacilityKind]]:
+    stmt = scoped(
+        select(Facility.id, Facility.code, Facility.kind).where(Facility.jurisdiction_id == member.id),
+        viewer.principal,
+        Facility.id,
+    )
+    return {f: (code, kind) for f, code, kind in db.execute(stmt)}
+
+
+def _product_lines(
+    positions: dict[int, ind.Position],
+    requests: dict[int, int],
+    names: dict[int, tuple[str, str]],
+    window: analytics.Window,
+) -> list[ProductLine]:
+    """Per product: indicators, demand over the horizon and coverage, as the shortage board
+    computes them; the most severe first, products without demand after them."""
+    lines = []
+    for p in set(positions) | set(requests):
+        position = positions.get(p) or ind.Position()
+        position.outstanding_requests = requests.get(p, 0)
+        adc = ind.average_daily_consumption(position.issued_in_window, window.window_days)
+        demand = ind.demand_over_horizon(adc, HORIZON_DAYS, position.outstanding_requests)
+        code, name = names[p]
+        lines.append(
+            ProductLine(
+                code,
+                name,
+                position,
+                adc,
+                ind.days_of_stock(position.usable, adc),
+                demand,
+                ind.coverage(position.usable, position.pipeline, demand),
+            )
+        )
+    lines.sort(key=lambda line: (*ind.severity_key(line.coverage, line.demand), line.code))
+    return lines
+
+
+def _trend(
+    db: Session,
+    facility_ids: list[int],
+    products: list[tuple[int, str, str]],
+    today: date,
+) -> Trend:
+    """Weekly closing stock on hand of `products` over the facilities, from the daily snapshots;
+    a day without a snapshot (and today, which is live) is rebuilt from the stock ledger the way a
+    snapshot is taken: today's balance less what happened after that day."""
+    days = [today - timedelta(weeks=k) for k in range(TREND_WEEKS, -1, -1)]
+    product_ids = [p for p, _, _ in products]
+    values: dict[tuple[int, date], int] = {}
+    if not product_ids or not facility_ids:
+        return Trend(days, [(c, n) for _, c, n in products], [[] for _ in days], 0)
+    taken = {
+        day if isinstance(day, date) else date.fromisoformat(str(day))
+        for day in db.scalars(select(StockSnapshot.day).where(StockSnapshot.day.in_(days[:-1])).distinct())
+    }
+    if taken:
+        for p, day, on_hand in db.execute(
+            select(StockSnapshot.product_id, StockSnapshot.day, func.sum(StockSnapshot.on_hand))
+            .where(
+                StockSnapshot.day.in_(sorted(taken)),
+                StockSnapshot.product_id.in_(product_ids),
+                StockSnapshot.facility_id.in_(facility_ids),
+            )
+            .group_by(StockSnapshot.product_id, StockSnapshot.day)
+        ):
+            values[(p, day if isinstance(day, date) else date.fromisoformat(str(day)))] = int(on_hand)
+    missing = [day for day in days if day not in taken]
+    current = {
+        p: int(on_hand)
+        for p, on_hand in db.execute(
+            select(StockBalance.product_id, func.sum(StockBalance.on_hand))
+            .where(StockBalance.product_id.in_(product_ids), StockBalance.facility_id.in_(facility_ids))
+            .group_by(StockBalance.product_id)
+        )
+    }
+    after = [_start_of(day + timedelta(days=1)) for day in missing]
+    later = select(
+        StockEvent.product_id,
+        *(
+            func.sum(case((StockEvent.occurred_at >= start, StockEvent.on_hand_delta), else_=0))
+            for start in after
+        ),
+    ).where(
+        StockEvent.product_id.in_(product_ids),
+        StockEvent.facility_id.in_(facility_ids),
+        StockEvent.occurred_at >= after[0],
+    )
+    for p, *changes in db.execute(later.group_by(StockEvent.product_id)):
+        for day, change in zip(missing, changes, strict=True):
+            values[(p, day)] = current.get(p, 0) - int(change or 0)
+    for p in product_ids:
+        for day in missing:
+            values.setdefault((p, day), current.get(p, 0))
+    return Trend(
+        days,
+        [(c, n) for _, c, n in products],
+        [[values.get((p, day), 0) for p in product_ids] for day in days],
+        len([day for day in missing if day != today]),
+    )
+
+
+def _needs(db: Session, viewer: Viewer, member: Jurisdiction) -> dict[str, Any]:
+    if not viewer.principal.has(Permission.NEED_READ):
+        return {"can_read_needs": False, "open_needs": [], "open_total": 0, "emergency_total": 0}
+    outstanding = sorted(OUTSTANDING)
+    rows, total = needs.list_needs(
+        db,
+        viewer.principal,
+        status=outstanding,
+        jurisdiction=member.iso3,
+        facility=None,
+        product=None,
+        urgency=None,
+        limit=NEEDS_SHOWN,
+        offset=0,
+    )
+    _, emergency = needs.list_needs(
+        db,
+        viewer.principal,
+        status=outstanding,
+        jurisdiction=member.iso3,
+        facility=None,
+        product=None,
+        urgency=Urgency.EMERGENCY,
+        limit=1,
+        offset=0,
+    )
+    return {"can_read_needs": True, "open_needs": rows, "open_total": total, "emergency_total": emergency}
+
+
+@router.get("/console/members/{iso3}", response_class=HTMLResponse)
+def member_page(
+    request: Request,
+    iso3: str,
+    db: DbSession,
+    viewer: Viewer = viewer_with(Permission.STOCK_READ),
+) -> HTMLResponse:
+    member = db.scalar(select(Jurisdiction).where(Jurisdiction.iso3 == iso3.upper()))
+    if member is None:
+        response = render(request, viewer, "console/member.html", missing=iso3.upper()[:3])
+        response.status_code = 404
+        return response
+    _check_scope(db, viewer, member)
+    today = date.today()
+    window = analytics.Window(today)
+    facilities = _facilities(db, viewer, member)
+    positions = analytics.facility_positions(db, {f: member.id for f in facilities}, window)
+    national: dict[int, ind.Position] = {}
+    reserve: dict[int, ind.Position] = {}
+    stockouts = []
+    for (f, p), position in positions.items():
+        code, kind = facilities[f]
+        if kind is FacilityKind.REGIONAL_RESERVE_DEPOT:
+            reserve.setdefault(p, ind.Position()).add(position)
+            continue
+        national.setdefault(p, ind.Position()).add(position)
+        if position.stocked_out:
+            stockouts.append((code, p))
+    names = {p: (code, name) for p, code, name in db.execute(select(Product.id, Product.code, Product.name))}
+    facility_view = viewer.principal.scope is ScopeKind.FACILITY
+    requests = (
+        {}
+        if facility_view
+        else {
+            p: quantity
+            for (j, p), quantity in analytics.outstanding_requests(
+                db, today + timedelta(days=HORIZON_DAYS)
+            ).items()
+            if j == member.id
+        }
+    )
+    lines = _product_lines(national, requests, names, window)
+    used = sorted(
+        (p for p, position in national.items() if position.issued_in_window > 0),
+        key=lambda p: (-national[p].issued_in_window, names[p][0]),
+    )[:TREND_PRODUCTS]
+    national_ids = sorted(
+        f for f, (_, kind) in facilities.items() if kind is not FacilityKind.REGIONAL_RESERVE_DEPOT
+    )
+    trend = _trend(db, national_ids, [(p, *names[p]) for p in used], today)
+    reserve_lines = sorted(
+        ((names[p][0], names[p][1], position) for p, position in reserve.items() if position.on_hand),
+        key=lambda line: (-line[2].usable, line[0]),
+    )
+    return render(
+        request,
+        viewer,
+        "console/member.html",
+        member=member,
+        today=today,
+        window=window,
+        horizon_days=HORIZON_DAYS,
+        facility_view=facility_view,
+        facility_code=facilities[viewer.principal.facility_id][0]
+        if facility_view and viewer.principal.facility_id in facilities
+        else None,
+        facilities_count=len(national_ids),
+        lines=lines,
+        short_lines=[line for line in lines if line.coverage is not None and line.coverage < 1],
+        demand_lines=[line for line in lines if line.demand > 0],
+        stockouts=sorted((code, names[p][0]) for code, p in stockouts),
+        trend=trend,
+        reserve_lines=reserve_lines,
+        **_needs(db, viewer, member),
+    )
