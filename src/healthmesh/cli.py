@@ -379,6 +379,7 @@ def demo(
     from healthmesh.demo import seed as demo_seed
     from healthmesh.demo.logistics_seed import seed_logistics
     from healthmesh.demo.supply_seed import seed_supply
+    from healthmesh.demo.trends import seed_trends
 
     if scale not in DEMO_SCALES:
         raise typer.BadParameter(f"{scale!r}: choose asean or continent", param_hint="--scale")
@@ -401,6 +402,8 @@ def demo(
                 )
                 if history:
                     seed_logistics(db, seed=seed, today=date.today(), progress=progress.console.log)
+                    weeks = seed_trends(db, date.today())
+                    progress.console.log(f"took {weeks} weekly snapshots for the trend charts")
             console.print(
                 f"seeded {summary.jurisdictions} members, {summary.facilities} facilities, "
                 f"{summary.products} products, {summary.authorisations} authorisations"

@@ -31,6 +31,7 @@ from healthmesh.db import make_engine, make_sessionmaker, unit_of_work
 from healthmesh.demo import seed as demo_seed
 from healthmesh.demo.logistics_seed import seed_logistics
 from healthmesh.demo.supply_seed import seed_supply
+from healthmesh.demo.trends import seed_trends
 from healthmesh.web.app import create_app
 from tests.conftest import _postgres_database
 
@@ -73,6 +74,7 @@ def _seed(url: str, data_dir: Path) -> None:
         demo_seed.seed_demo(db, seed=2026)
         seed_supply(db, seed=2026, today=date.today())
         seed_logistics(db, seed=2026, today=date.today())
+        seed_trends(db, date.today())
     engine.dispose()
 
 

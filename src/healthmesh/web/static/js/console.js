@@ -98,7 +98,8 @@
     const badge = () => document.querySelector("[data-live-status]");
     // The stream names each event by its topic (stock balance, need, ...): listen to those shown.
     topics.forEach((topic) => source.addEventListener(topic, () => {
-      live.forEach((el) => {
+      // looked up again at each event: a swap may have replaced the elements since the page loaded
+      document.querySelectorAll("[data-live]").forEach((el) => {
         if (el.dataset.live.split(",").map((t) => t.trim()).includes(topic) && window.htmx) window.htmx.trigger(el, "refresh");
       });
       if (badge()) badge().textContent = `live · last change ${new Date().toLocaleTimeString()}`;
