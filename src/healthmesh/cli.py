@@ -420,7 +420,10 @@ def demo(
         table.add_row(username, role, scope)
     console.print(table)
     if serve_after:
-        console.print(f"serving on http://{host}:{port}  (API explorer: http://{host}:{port}/docs)")
+        console.print(
+            f"serving on http://{host}:{port}  (operations console: http://{host}:{port}/console, "
+            f"API explorer: http://{host}:{port}/docs)"
+        )
         serve(host=host, port=port, workers=1)
 
 
