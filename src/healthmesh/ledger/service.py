@@ -10,6 +10,7 @@ records.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, tuple_
+from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from healthmesh.config import Settings
@@ -45,8 +46,18 @@ def canonical(kind: str, payload: Mapping[str, Any], at: datetime) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@functools.lru_cache(maxsize=64)
+def _node_query(count: int) -> Select[int, int, bytes]:
+    """A read of `count` nodes by primary key, built once per count (and so compiled once). Written
+    as OR-ed equalities: SQLite plans a row-value IN list as a scan of the whole table."""
+    keys = [
+        and_(LogNode.level == bindparam(f"l{i}"), LogNode.index == bindparam(f"i{i}")) for i in range(count)
+    ]
+    return select(LogNode.level, LogNode.index, LogNode.hash).where(or_(*keys))
+
+
 class DbNodeStore:
-    """`merkle.NodeStore` over `log_nodes`: one batched read of the keys a proof needs."""
+    """`merkle.NodeStore` over `log_nodes`: one batched primary-key read of the keys a proof needs."""
 
     def __init__(self, db: Session) -> None:
         self.db = db
@@ -56,11 +67,11 @@ class DbNodeStore:
         unique = sorted(set(keys))
         for start in range(0, len(unique), CHUNK):
             chunk = unique[start : start + CHUNK]
-            stmt = select(LogNode.level, LogNode.index, LogNode.hash).where(
-                tuple_(LogNode.level, LogNode.index).in_(chunk)
-            )
-            for level, index, value in self.db.execute(stmt):
-                found[(level, index)] = bytes(value)
+            params: dict[str, int] = {}
+            for i, (level, index) in enumerate(chunk):
+                params[f"l{i}"], params[f"i{i}"] = level, index
+            for level, index, value in self.db.execute(_node_query(len(chunk)), params):
+                found[(int(level), int(index))] = bytes(value)
         return found
 
 
