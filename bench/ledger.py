@@ -39,7 +39,9 @@ Targets (issue 6): at least 5,000 durable appends/s batched, and inclusion proof
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
+import os
 import random
 import sqlite3
 import statistics
@@ -56,7 +58,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.common import Stopwatch, database, machine
 from healthmesh.db import make_sessionmaker, unit_of_work
 from healthmesh.ledger import merkle, service
-from healthmesh.ledger.models import LogEntry
+from healthmesh.ledger.models import LogEntry, LogNode
 
 try:
     pymerkle: Any = importlib.import_module("pymerkle")
@@ -132,6 +134,18 @@ class Samples:
         return statistics.quantiles(self.values, n=100, method="inclusive")[98] * 1e6
 
 
+def settle() -> None:
+    """Collect, then freeze what exists, so that a series does not pay for scanning the objects
+    earlier phases left (1,000,000 bodies, another tree): each pays only for its own garbage."""
+    gc.collect()
+    gc.freeze()
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
 def timed(samples: Samples, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     start = time.perf_counter()
     result = call(*args, **kwargs)
@@ -167,7 +181,7 @@ class Plan:
     proofs: int
     seed: int
     late_single: int = 200
-    seconds_cap: float = 30.0
+    seconds_cap: float = 20.0
 
     def inclusion_indices(self, size: int) -> list[int]:
         rng = random.Random(self.seed + 1)
@@ -228,6 +242,7 @@ def run_database(backend: str, plan: Plan, keep_bodies: bool) -> tuple[Figures, 
         factory = make_sessionmaker(engine)
         source = entries(plan.seed)
 
+        settle()
         figures.single = Samples()
         for kind, payload in take(source, plan.single):
             timed(figures.single, append_one, factory, kind, payload)
@@ -247,6 +262,7 @@ def run_database(backend: str, plan: Plan, keep_bodies: bool) -> tuple[Figures, 
         bodies = read_bodies(factory, size) if keep_bodies else None
 
         # one at a time again, now on the full log (a production log is large)
+        settle()
         figures.late_single = Samples()
         for kind, payload in capped(take(source, plan.late_single), plan.seconds_cap):
             timed(figures.late_single, append_one, factory, kind, payload)
@@ -258,13 +274,19 @@ def prove_on_database(factory: sessionmaker[Session], plan: Plan, figures: Figur
     """Proofs through the service; verified against roots a verifier would hold, here computed
     in memory from the stored leaf hashes (untimed, and checked against the database's root)."""
     with factory() as db:
-        stmt = select(LogEntry.leaf_hash).order_by(LogEntry.index).execution_options(yield_per=50_000)
+        stmt = (  # the leaf hashes: level 0 of the tree
+            select(LogNode.hash)
+            .where(LogNode.level == 0)
+            .order_by(LogNode.index)
+            .execution_options(yield_per=50_000)
+        )
         leaves = [bytes(value) for value in db.scalars(stmt)]
         figures.root = service.root(db, size)
     reference = merkle.MemoryStore()
     for start in range(0, size, 10_000):
         reference.append(leaves[start : start + 10_000])
     assert merkle.root(size, reference) == figures.root, "database root differs from its leaves' root"
+    settle()
 
     def inclusion(index: int) -> list[bytes]:
         with factory() as db:
@@ -336,6 +358,7 @@ def run_memory(bodies: Sequence[bytes], plan: Plan) -> tuple[Figures, merkle.Mem
     figures = Figures("healthmesh MemoryStore")
     size = len(bodies)
     store = merkle.MemoryStore()
+    settle()
     single = Samples()
     count = min(plan.single, size)
     for body in bodies[:count]:
@@ -349,6 +372,7 @@ def run_memory(bodies: Sequence[bytes], plan: Plan) -> tuple[Figures, merkle.Mem
 
     build_in_phases(figures, batches, count, plan, size)
     figures.root = merkle.root(size, store)
+    settle()
 
     indices = plan.inclusion_indices(size)
     pairs = plan.consistency_pairs(size)
@@ -376,6 +400,7 @@ def run_pymerkle(
     figures = Figures(name)
     size = len(bodies)
     count = min(plan.single, size)
+    settle()
     single = Samples()
     for body in bodies[:count]:
         timed(single, tree.append_entry, body)
@@ -390,6 +415,7 @@ def run_pymerkle(
     build_in_phases(figures, batches, count, plan, size)
     assert tree.get_size() == size
     figures.root = tree.get_root()
+    settle()
 
     indices = plan.inclusion_indices(size)
     pairs = plan.consistency_pairs(size)
@@ -501,7 +527,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1_000, help="entries per append_many")
     parser.add_argument("--proofs", type=int, default=2_000, help="proofs of each kind")
     parser.add_argument("--late-single", type=int, default=200, help="single appends on the full log")
-    parser.add_argument("--cap", type=float, default=30.0, help="seconds per proof or late-append series")
+    parser.add_argument("--cap", type=float, default=20.0, help="seconds per proof or late-append series")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--no-pymerkle", action="store_true", help="skip the in-memory and pymerkle runs")
     parser.add_argument("--quick", action="store_true", help="50,000 entries, 500 single, 20,000 batched")
@@ -525,6 +551,7 @@ def main() -> None:
         f"transparency log benchmark: {plan.entries:,} entries ({KIND}), {plan.single:,} single appends, "
         f"{plan.batched:,} batched by {plan.batch:,}, {plan.proofs:,} proofs of each kind; {machine()}"
     )
+    print(f"start: {load()}")
     if pymerkle is None:
         print("pymerkle is not installed: no comparison (.venv/bin/pip install pymerkle)")
     else:
@@ -537,7 +564,7 @@ def main() -> None:
         figures, settings, read = run_database(backend, plan, keep_bodies=bodies is None)
         bodies = bodies or read
         database_figures.append(figures)
-        print(f"{backend}: {settings}; {watch.seconds:.0f} s")
+        print(f"{backend}: {settings}; {watch.seconds:.0f} s; {load()}")
 
     in_memory: list[Figures] = []
     store: merkle.MemoryStore | None = None
@@ -547,7 +574,7 @@ def main() -> None:
         in_memory.append(memory)
         if pymerkle is not None:
             in_memory.extend(run_pymerkle_trees(bodies, plan, store))
-        print(f"in memory and pymerkle: {watch.seconds:.0f} s")
+        print(f"in memory and pymerkle: {watch.seconds:.0f} s; {load()}")
 
     by_name = {f.name: f for f in in_memory}
     for f in database_figures:
