@@ -139,20 +139,32 @@ def entries(db: Session, start: int, end: int) -> list[LogEntry]:
     return list(db.scalars(stmt))
 
 
+def _beyond_the_log(db: Session, field: str, tree_size: int) -> InvalidInput:
+    return InvalidInput.on(field, f"{tree_size} is outside the log (size {size(db)})")
+
+
 def inclusion_proof(db: Session, index: int, tree_size: int) -> list[bytes]:
-    current = size(db)
-    _check_range("size", tree_size, current)
+    """One read of O(log n) nodes; a size beyond the log shows as nodes that do not exist yet, so
+    the head is read only to word that error (a round trip saved on every proof)."""
+    if tree_size < 1:
+        raise InvalidInput.on("size", "must be at least 1")
     if not 0 <= index < tree_size:
         raise InvalidInput.on("index", f"{index} is not in a tree of size {tree_size}")
-    return merkle.inclusion_proof(index, tree_size, DbNodeStore(db))
+    try:
+        return merkle.inclusion_proof(index, tree_size, DbNodeStore(db))
+    except merkle.MissingNodeError:
+        raise _beyond_the_log(db, "size", tree_size) from None
 
 
 def consistency_proof(db: Session, old_size: int, new_size: int) -> list[bytes]:
-    current = size(db)
-    _check_range("new_size", new_size, current)
     if not 0 <= old_size <= new_size:
         raise InvalidInput.on("old_size", f"must be between 0 and {new_size}")
-    return merkle.consistency_proof(old_size, new_size, DbNodeStore(db))
+    if old_size in (0, new_size) and new_size > size(db):  # empty proofs read no node
+        raise _beyond_the_log(db, "new_size", new_size)
+    try:
+        return merkle.consistency_proof(old_size, new_size, DbNodeStore(db))
+    except merkle.MissingNodeError:
+        raise _beyond_the_log(db, "new_size", new_size) from None
 
 
 # -- checkpoints ------------------------------------------------------------------------------
