@@ -801,5 +801,91 @@ def witness_serve(
     serve_witness(name, key_file, log_key, state, host, port)
 
 
+# --- mutual aid (issue 9) -------------------------------------------------------------------------
+
+mutual_aid_app = typer.Typer(
+    help="Mutual aid: plan lending between members over a horizon.", no_args_is_help=True
+)
+app.add_typer(mutual_aid_app, name="mutual-aid")
+
+
+@mutual_aid_app.command("plan")
+def mutual_aid_plan(
+    demand: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV member,date,units")],
+    supply: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV member,units[,date]")],
+    distances: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="CSV from,to,distance[,delay] or a matrix")
+    ],
+    delay: Annotated[int, typer.Option(min=0, help="Shipping delay in periods")] = 1,
+    distance_per_period: Annotated[
+        float | None, typer.Option(min=0, help="Distance covered per period (adds to the delay)")
+    ] = None,
+    min_stock_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Own stock that never leaves")
+    ] = 0.0,
+    max_send: Annotated[float | None, typer.Option(min=0, help="Units a member sends per period")] = None,
+    no_send_while_short: Annotated[
+        bool, typer.Option(help="A member short in a period sends nothing")
+    ] = False,
+    no_resend: Annotated[int, typer.Option(min=0, help="Received units stay this many periods")] = 0,
+    no_worse_off: Annotated[bool, typer.Option(help="No member above its shortfall without sharing")] = False,
+    release_limit: Annotated[
+        float | None, typer.Option(min=0, help="Reserve units released per period")
+    ] = None,
+    whole_units: Annotated[bool, typer.Option(help="Whole units (MIP)")] = False,
+    objective: Annotated[str, typer.Option(help="shortfall or equity")] = "shortfall",
+    time_limit: Annotated[float, typer.Option(min=1, help="Seconds per HiGHS run")] = 120.0,
+    output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+) -> None:
+    """Plan transfers between members, period by period, from three CSV files (no database)."""
+    from healthmesh.mutual_aid import service
+    from healthmesh.mutual_aid.model import Policy
+
+    policy = Policy(
+        delay_periods=delay,
+        distance_per_period=distance_per_period,
+        min_stock_fraction=min_stock_fraction,
+        max_send_per_period=max_send,
+        no_send_while_short=no_send_while_short,
+        no_resend_periods=no_resend,
+        no_worse_off=no_worse_off,
+        reserve_release_limit=release_limit,
+        whole_units=whole_units,
+        objective=objective,  # type: ignore[arg-type]  # checked by the service
+        time_limit_seconds=time_limit,
+    )
+    try:
+        plan = service.plan_from_csv(
+            demand.read_text(encoding="utf-8"),
+            supply.read_text(encoding="utf-8"),
+            distances.read_text(encoding="utf-8"),
+            policy,
+        )
+    except DomainError as exc:
+        raise _fail(exc) from None
+    if output == "json":
+        typer.echo(json.dumps(service.plan_to_json(plan), indent=1))
+        return
+    t, s = plan.totals, plan.solver
+    console.print(
+        f"{len(plan.members)} members x {len(plan.periods)} periods; {s.kind} {s.status} in "
+        f"{s.solve_seconds:.2f} s (LP bound {s.lp_bound:,.1f}"
+        + (f", MIP gap {s.mip_gap:.2e}" if s.mip_gap is not None else "")
+        + ")"
+    )
+    console.print(
+        f"shortfall {t.shortfall:,.1f} unit-periods (without sharing {t.shortfall_without_sharing:,.1f}); "
+        f"{t.transfers} transfers, {t.units_moved:,.1f} units moved, unit-distance {t.unit_distance:,.1f}; "
+        f"largest unmet share {t.largest_unmet_share:.1%} "
+        f"(without {t.largest_unmet_share_without_sharing:.1%})"
+    )
+    table = Table("sent", "from", "to", "arrives", "units", "distance")
+    for move in plan.transfers:
+        table.add_row(
+            move.period, move.source, move.target, move.arrives, f"{move.units:,.1f}", f"{move.distance:,.1f}"
+        )
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()

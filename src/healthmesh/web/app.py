@@ -23,6 +23,7 @@ from healthmesh.db import make_engine, make_sessionmaker
 from healthmesh.interop.api import router as fhir_router
 from healthmesh.ledger.api import router as ledger_router
 from healthmesh.logistics.api import router as logistics_router
+from healthmesh.mutual_aid.api import router as mutual_aid_router
 from healthmesh.needs.api import router as needs_router
 from healthmesh.registry.api import router as registry_router
 from healthmesh.registry.enums import FacilityKind
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(ledger_router)
     app.include_router(changes_router)
     app.include_router(fhir_router)
+    app.include_router(mutual_aid_router)
     _add_pages(app)
     console.install(app)
     return app
