@@ -12,6 +12,7 @@ NAV_BY_ROLE = {
         "Shortages",
         "Needs",
         "Allocation",
+        "Mutual aid",
         "Shipments",
         "Transparency log",
         "Administration",

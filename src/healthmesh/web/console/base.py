@@ -33,6 +33,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("/console/shortages", "Shortages", Permission.STOCK_READ),
     NavItem("/console/needs", "Needs", Permission.NEED_READ),
     NavItem("/console/allocation", "Allocation", Permission.ALLOCATION_READ),
+    NavItem("/console/mutual-aid", "Mutual aid", Permission.ALLOCATION_RUN),
     NavItem("/console/shipments", "Shipments", Permission.SHIPMENT_READ),
     NavItem("/console/ledger", "Transparency log", None),
     NavItem("/console/admin", "Administration", Permission.USER_READ),
