@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, select, tuple_
+from sqlalchemy.orm import Session, lazyload
 
 from healthmesh.accounts.access import Principal, Role
 from healthmesh.allocation.snapshot import (
@@ -42,14 +42,6 @@ def _storage(facility: Facility) -> list[str]:
 def shareable_lots(db: Session, day: date) -> list[LotJSON]:
     """Unexpired, unreserved stock at the regional reserve depots, and members' pledged surplus
     (the pledging facility's lots, earliest expiry first, up to the pledge)."""
-    rows = db.execute(
-        select(Lot, LotBalance.on_hand - LotBalance.reserved, Facility)
-        .join(LotBalance, LotBalance.lot_id == Lot.id)
-        .join(Facility, Facility.id == Lot.facility_id)
-        .where(LotBalance.on_hand > LotBalance.reserved)
-        .where((Lot.expiry_date.is_(None)) | (Lot.expiry_date > day))
-        .order_by(Lot.expiry_date, Lot.id)
-    ).all()
     pledged: dict[tuple[int, int], int] = defaultdict(int)
     for pledge in db.scalars(
         select(Pledge).where(
@@ -57,26 +49,53 @@ def shareable_lots(db: Session, day: date) -> list[LotJSON]:
         )
     ):
         pledged[(pledge.facility_id, pledge.product_id)] += pledge.quantity
+    # only lots that can be shared: at a depot, or of a pledged (facility, product)
+    depots = select(Facility.id).where(Facility.kind == FacilityKind.REGIONAL_RESERVE_DEPOT)
+    source: ColumnElement[bool] = Lot.facility_id.in_(depots)
+    if pledged:
+        source = source | tuple_(Lot.facility_id, Lot.product_id).in_(sorted(pledged))
+    rows = db.execute(
+        select(
+            Lot.id,
+            Lot.product_id,
+            Lot.expiry_date,
+            LotBalance.on_hand - LotBalance.reserved,
+            Facility.id,
+            Facility.code,
+            Facility.kind,
+            Facility.latitude,
+            Facility.longitude,
+            Jurisdiction.iso3,
+            Product.code,
+        )
+        .join(LotBalance, LotBalance.lot_id == Lot.id)
+        .join(Facility, Facility.id == Lot.facility_id)
+        .join(Jurisdiction, Jurisdiction.id == Facility.jurisdiction_id)
+        .join(Product, Product.id == Lot.product_id)
+        .where(LotBalance.on_hand > LotBalance.reserved, source)
+        .where((Lot.expiry_date.is_(None)) | (Lot.expiry_date > day))
+        .order_by(Lot.expiry_date, Lot.id)
+    ).all()
     out = []
-    for lot, available, facility in rows:
-        if facility.kind is FacilityKind.REGIONAL_RESERVE_DEPOT:
+    for lot_id, product_id, expiry, available, facility_id, code, kind, lat, lon, iso3, product in rows:
+        if kind is FacilityKind.REGIONAL_RESERVE_DEPOT:
             quantity, origin = int(available), "reserve"
         else:
-            key = (facility.id, lot.product_id)
+            key = (facility_id, product_id)
             quantity, origin = min(int(available), pledged.get(key, 0)), "pledge"
             if quantity <= 0:
                 continue
             pledged[key] -= quantity
         out.append(
             LotJSON(
-                id=f"lot:{lot.id}",
-                product=lot.product.code,
-                source=facility.code,
-                source_member=facility.jurisdiction.iso3,
+                id=f"lot:{lot_id}",
+                product=product,
+                source=code,
+                source_member=iso3,
                 quantity=quantity,
-                expiry=lot.expiry_date,
-                lat=facility.latitude,
-                lon=facility.longitude,
+                expiry=expiry,
+                lat=lat,
+                lon=lon,
                 origin=origin,
             )
         )
@@ -111,7 +130,10 @@ def open_needs(db: Session, day: date) -> list[NeedJSON]:
     }
     out = []
     needs = db.scalars(
-        select(Need).where(Need.status.in_(list(ALLOCATABLE))).order_by(Need.submitted_at, Need.id)
+        select(Need)
+        .where(Need.status.in_(list(ALLOCATABLE)))
+        .order_by(Need.submitted_at, Need.id)
+        .options(lazyload(Need.history))  # not read here: 100k needs' transitions would be loaded
     )
     for order, need in enumerate(needs):
         place = destination(need, warehouses)

@@ -21,6 +21,12 @@ class Need(Base):
         CheckConstraint("quantity_allocated >= 0 AND quantity_fulfilled >= 0", name="progress_non_negative"),
         Index("ix_needs_status_product", "status", "product_id"),
         Index("ix_needs_jurisdiction_status", "jurisdiction_id", "status"),
+        # Outstanding requests due by a day, per member and product (the shortage board), index-only.
+        Index(
+            "ix_needs_needed_by",
+            "needed_by",
+            postgresql_include=["status", "jurisdiction_id", "product_id", "quantity", "quantity_allocated"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

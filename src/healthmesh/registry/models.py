@@ -13,6 +13,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -90,6 +91,7 @@ class Facility(Timestamped, Base):
         CheckConstraint(
             "lab_biosafety_level IS NULL OR lab_biosafety_level BETWEEN 1 AND 4", name="bsl_range"
         ),
+        Index("ix_facilities_updated_at", "updated_at"),  # the analytics cache's registry check
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,14 +1,19 @@
 """Indicators and the shortage board, computed from the projections and the event log in a few
-grouped queries, then folded by the pure functions of `supply.indicators`."""
+grouped queries (`supply.summary`: per facility and product, in SQL; per member from its cache
+when it may answer), then folded by the pure functions of `supply.indicators`."""
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Date, cast, func, select
 from sqlalchemy.orm import Session
 
@@ -19,8 +24,9 @@ from healthmesh.needs.workflow import OUTSTANDING
 from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply import indicators as ind
+from healthmesh.supply import summary
 from healthmesh.supply.enums import EventKind
-from healthmesh.supply.models import Lot, LotBalance, StockBalance, StockEvent
+from healthmesh.supply.models import StockEvent
 from healthmesh.supply.service import scoped
 
 FP = tuple[int, int]  # (facility id, product id)
@@ -73,6 +79,19 @@ def _facility_scope(
     return {f: j for f, j in db.execute(stmt)}
 
 
+def _facility_rows(
+    db: Session, window: Window, facilities: Collection[int], product_id: int | None, stockout_history: bool
+) -> dict[int, summary.Rows]:
+    """Each facility's rows (`summary` columns): from the cache when it may answer, else in SQL."""
+    cache = summary.cache_for(db)
+    if cache is not None:
+        found = cache.stats(db, window, members=(), facility_ids=facilities)
+        if found is not None:
+            return found.facilities
+    where = summary.Filter(facility_ids=list(facilities), product_id=product_id)
+    return summary.split(summary.load(db, window, where, stockout_history=stockout_history))
+
+
 def facility_positions(
     db: Session,
     facilities: dict[int, int],
@@ -81,65 +100,256 @@ def facility_positions(
     *,
     stockout_history: bool = True,
 ) -> dict[FP, ind.Position]:
-    """The position of every (facility, product) that holds or moved stock, within `facilities`.
-    `stockout_history=False` skips the day-by-day replay behind stock-out days (the shortage
-    board does not show them, and it is most of the cost)."""
-
-    def keep(f: int, p: int) -> bool:
-        return f in facilities and (product_id is None or p == product_id)
-
-    positions: dict[FP, ind.Position] = {}
-    lots: dict[FP, list[ind.LotPosition]] = defaultdict(list)
-    stmt = select(
-        StockBalance.facility_id, StockBalance.product_id, StockBalance.on_hand, StockBalance.reserved
-    )
-    if product_id is not None:
-        stmt = stmt.where(StockBalance.product_id == product_id)
-    for f, p, on_hand, reserved in db.execute(stmt):
-        if keep(f, p):
-            positions[(f, p)] = ind.Position(on_hand=on_hand, reserved=reserved, facilities=1)
-    lot_stmt = (
-        select(
-            LotBalance.facility_id,
-            LotBalance.product_id,
-            Lot.expiry_date,
-            LotBalance.on_hand,
-            LotBalance.reserved,
-        )
-        .join(Lot, Lot.id == LotBalance.lot_id)
-        .where(LotBalance.on_hand > 0)
-    )
-    if product_id is not None:
-        lot_stmt = lot_stmt.where(LotBalance.product_id == product_id)
-    for f, p, expiry, on_hand, reserved in db.execute(lot_stmt):
-        if keep(f, p):
-            lots[(f, p)].append(ind.LotPosition(expiry, on_hand, reserved))
-    issued_stmt = (
-        select(StockEvent.facility_id, StockEvent.product_id, func.sum(StockEvent.quantity))
-        .where(StockEvent.kind == EventKind.ISSUE, StockEvent.occurred_at >= window.window_start)
-        .group_by(StockEvent.facility_id, StockEvent.product_id)
-    )
-    for f, p, issued in db.execute(issued_stmt):
-        if keep(f, p):
-            positions.setdefault((f, p), ind.Position(facilities=1)).issued_in_window = int(issued)
-    for key, pipeline in _pipeline(db).items():
-        if keep(*key):
-            positions.setdefault(key, ind.Position(facilities=1)).pipeline = pipeline
-    daily = _daily_changes(db, window, product_id) if stockout_history else {}
-    first = window.today - timedelta(days=window.period_days - 1)
-    for key, position in positions.items():
-        split = ind.split_by_expiry(lots.get(key, []), window.today, window.near_expiry_days)
-        position.usable, position.near_expiry, position.expired = (
-            split.usable,
-            split.near_expiry,
-            split.expired,
-        )
-        position.stocked_out = int(position.usable == 0)
-        if stockout_history:
-            closing = ind.closing_balances(position.on_hand, daily.get(key, {}), first, window.today)
-            position.stockout_days = ind.stockout_days(closing)
-        position.members = {facilities[key[0]]}
+    """The position of every (facility, product) that holds or moved stock, within `facilities`
+    (facility id -> the member it counts for). `stockout_history=False` leaves stock-out days at
+    zero (the shortage board does not show them)."""
+    if not facilities:
+        return {}
+    tables = _facility_rows(db, window, facilities, product_id, stockout_history)
+    with _collector_paused():
+        positions = _positions(tables, facilities, product_id, stockout_history)
+    for (f, p), units in _pipeline(db).items():
+        if f in facilities and (product_id is None or p == product_id):
+            position = positions.get((f, p))
+            if position is None:  # stock on its way to a facility that never held the product
+                position = positions[(f, p)] = ind.Position(
+                    facilities=1,
+                    stocked_out=1,
+                    stockout_days=window.period_days if stockout_history else 0,
+                    members={facilities[f]},
+                )
+            position.pipeline = units
     return positions
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while tens of thousands of positions are made: they
+    hold no cycles, and the full collections their number triggers would cost more than the work."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _positions(
+    tables: dict[int, summary.Rows],
+    facilities: dict[int, int],
+    product_id: int | None,
+    stockout_history: bool,
+) -> dict[FP, ind.Position]:
+    positions: dict[FP, ind.Position] = {}
+    for f in sorted(tables):
+        member = facilities.get(f)
+        if member is None:
+            continue
+        table = tables[f]
+        if product_id is not None:
+            table = table[table[:, summary.PRODUCT] == product_id]
+        for p, on_hand, reserved, usable, near, expired, issued, days in table.tolist():
+            positions[(f, p)] = ind.Position(
+                on_hand=on_hand,
+                reserved=reserved,
+                usable=usable,
+                near_expiry=near,
+                expired=expired,
+                issued_in_window=issued,
+                facilities=1,
+                stocked_out=int(usable == 0),
+                stockout_days=days if stockout_history else 0,
+                members={member},
+            )
+    return positions
+
+
+@dataclass
+class MemberPositions:
+    """A member's page in one call: per product, the positions of its national facilities and of
+    the regional reserve depots it hosts, summed, and which national positions have no usable stock."""
+
+    national: dict[int, ind.Position]
+    reserve: dict[int, ind.Position]
+    stocked_out: list[FP]  # (facility, product), national facilities only
+
+
+def member_positions(
+    db: Session, facilities: dict[int, bool], window: Window, *, stockout_history: bool = True
+) -> MemberPositions:
+    """What `facility_positions` gives folded by product and split national / reserve (facility
+    id -> True for a regional reserve depot), without making a position per facility and product:
+    the same sums (members left empty, as `Position.add` leaves them), from the same rows."""
+    out = MemberPositions({}, {}, [])
+    if not facilities:
+        return out
+    tables = _facility_rows(db, window, facilities, None, stockout_history)
+    columns = [
+        summary.ON_HAND,
+        summary.RESERVED,
+        summary.USABLE,
+        summary.NEAR_EXPIRY,
+        summary.EXPIRED,
+        summary.ISSUED,
+        summary.STOCKOUT_DAYS,
+    ]
+    width = max((int(t[:, summary.PRODUCT].max()) + 1 for t in tables.values() if len(t)), default=1)
+    sums = np.zeros((2, width, summary.TOTALS_WIDTH), dtype=np.int64)
+    stocked_out: list[FP] = []
+    for f in sorted(tables):
+        depot = facilities.get(f)
+        if depot is None:
+            continue
+        table = tables[f]
+        contribution = summary.contribution(table)
+        if not stockout_history:
+            contribution[:, summary.STOCKOUT_DAYS] = 0
+        sums[int(depot)][table[:, summary.PRODUCT]] += contribution
+        if not depot:
+            stocked_out.extend((f, p) for p in table[table[:, summary.USABLE] == 0, summary.PRODUCT].tolist())
+    pipeline_only: list[tuple[int, int, int]] = []
+    pipeline: dict[tuple[int, int], int] = defaultdict(int)
+    for (f, p), units in _pipeline(db).items():
+        depot = facilities.get(f)
+        if depot is None:
+            continue
+        pipeline[(int(depot), p)] += units
+        held = tables.get(f)
+        if held is None or not (held[:, summary.PRODUCT] == p).any():
+            pipeline_only.append((int(depot), p, f))
+    extra: dict[tuple[int, int], int] = defaultdict(int)
+    for kind, p, f in pipeline_only:
+        extra[(kind, p)] += 1
+        if kind == 0:
+            stocked_out.append((f, p))
+    for kind, target in ((0, out.national), (1, out.reserve)):
+        present = set(np.flatnonzero(sums[kind, :, summary.FACILITIES]).tolist())
+        present |= {p for k, p in extra if k == kind}
+        for p in sorted(present):
+            row = sums[kind, p].tolist() if p < width else [0] * summary.TOTALS_WIDTH
+            more = extra.get((kind, p), 0)
+            on_hand, reserved, usable, near, expired, issued, days = (row[c] for c in columns)
+            target[p] = ind.Position(
+                on_hand=on_hand,
+                reserved=reserved,
+                usable=usable,
+                near_expiry=near,
+                expired=expired,
+                issued_in_window=issued,
+                pipeline=pipeline.get((kind, p), 0),
+                facilities=row[summary.FACILITIES] + more,
+                stocked_out=row[summary.STOCKED_OUT] + more,
+                stockout_days=days + (more * window.period_days if stockout_history else 0),
+            )
+    out.stocked_out = sorted(stocked_out)
+    return out
+
+
+@dataclass
+class _MemberTotals:
+    """Per member and product, the sums of its facilities' positions (`summary` totals), split
+    national / regional reserve, with the stock on its way (pipeline) added apart."""
+
+    totals: dict[int, summary.Rows]
+    member_of: dict[int, tuple[int, int]]
+    pipeline: dict[tuple[int, int, int], int]  # (member, NATIONAL or RESERVE, product) -> units
+    #: positions that exist only because stock is on its way: (member, kind, product) -> count
+    pipeline_only: dict[tuple[int, int, int], int]
+
+    def positions(
+        self, member: int, kinds: Sequence[int], products: Sequence[int], window: Window
+    ) -> list[ind.Position]:
+        """The member's position in each of `products`, over its facilities of these kinds."""
+        table = self.totals.get(member)
+        width = table.shape[1] if table is not None else 0
+        inside = [p for p in products if p < width]
+        found: dict[int, list[int]] = {}
+        if table is not None and inside:
+            summed = table[list(kinds)].sum(axis=0)
+            found = dict(zip(inside, summed[inside].tolist(), strict=True))
+        zero = [0] * summary.TOTALS_WIDTH
+        out = []
+        for p in products:
+            row = found.get(p, zero)
+            extra = sum(self.pipeline_only.get((member, k, p), 0) for k in kinds) if self.pipeline_only else 0
+            out.append(
+                ind.Position(
+                    on_hand=row[summary.ON_HAND],
+                    reserved=row[summary.RESERVED],
+                    usable=row[summary.USABLE],
+                    near_expiry=row[summary.NEAR_EXPIRY],
+                    expired=row[summary.EXPIRED],
+                    issued_in_window=row[summary.ISSUED],
+                    pipeline=sum(self.pipeline.get((member, k, p), 0) for k in kinds) if self.pipeline else 0,
+                    facilities=row[summary.FACILITIES] + extra,
+                    stocked_out=row[summary.STOCKED_OUT] + extra,
+                    stockout_days=row[summary.STOCKOUT_DAYS] + extra * window.period_days,
+                )
+            )
+        return out
+
+    def board_columns(self, member: int, products: Sequence[int]) -> list[tuple[int, int, int, int]]:
+        """Usable, pipeline, issued in the window and stocked-out positions of the member's
+        national facilities, per product (what the shortage board shows, without positions)."""
+        table = self.totals.get(member)
+        width = table.shape[1] if table is not None else 0
+        inside = [p for p in products if p < width]
+        found: dict[int, list[int]] = {}
+        if table is not None and inside:
+            columns = [summary.USABLE, summary.ISSUED, summary.STOCKED_OUT]
+            found = dict(zip(inside, table[summary.NATIONAL][inside][:, columns].tolist(), strict=True))
+        out = []
+        for p in products:
+            usable, issued, stocked_out = found.get(p, (0, 0, 0))
+            key = (member, summary.NATIONAL, p)
+            extra = self.pipeline_only.get(key, 0) if self.pipeline_only else 0
+            pipeline = self.pipeline.get(key, 0) if self.pipeline else 0
+            out.append((usable, pipeline, issued, stocked_out + extra))
+        return out
+
+    def products(self, member: int, kinds: Iterable[int]) -> set[int]:
+        """Products with at least one position in the member (of these kinds)."""
+        out: set[int] = set()
+        table = self.totals.get(member)
+        for kind in kinds:
+            if table is not None:
+                out.update(np.flatnonzero(table[kind, :, summary.FACILITIES]).tolist())
+            out.update(p for (j, k, p) in self.pipeline_only if j == member and k == kind)
+        return out
+
+
+def _member_totals(db: Session, window: Window, members: set[int] | None) -> _MemberTotals:
+    """Totals of `members` (None: all), from the cache when it may answer, else in SQL."""
+    pipeline = _pipeline(db)
+    cache = summary.cache_for(db)
+    destinations = {f for f, _ in pipeline}
+    found = (
+        cache.stats(db, window, members=members, facility_ids=destinations, load_their_members=False)
+        if cache is not None
+        else None
+    )
+    if found is not None:
+        totals, member_of, tables = found.totals, found.member_of, found.facilities
+    else:
+        where = summary.Filter(members=sorted(members) if members is not None else None)
+        rows = summary.load(db, window, where)
+        member_of = summary.facility_kinds(db)  # after the rows: every facility in them is known
+        width = int(rows[:, 1 + summary.PRODUCT].max()) + 1 if len(rows) else 1
+        totals = summary.totals(rows, member_of, width)
+        tables = summary.split(rows)
+    result = _MemberTotals(totals, member_of, defaultdict(int), defaultdict(int))
+    for (f, p), units in pipeline.items():
+        if f not in member_of:
+            continue
+        member, kind = member_of[f]
+        if members is not None and member not in members:
+            continue
+        result.pipeline[(member, kind, p)] += units
+        table = tables.get(f)
+        if table is None or not (table[:, summary.PRODUCT] == p).any():
+            result.pipeline_only[(member, kind, p)] += 1
+    return result
 
 
 def _units_by_reference(db: Session, kind: EventKind, destination: Any) -> dict[tuple[str, int, int], int]:
@@ -169,22 +379,6 @@ def _pipeline(db: Session) -> dict[FP, int]:
     return {key: value for key, value in pipeline.items() if value}
 
 
-def _daily_changes(db: Session, window: Window, product_id: int | None) -> dict[FP, dict[date, int]]:
-    start = window.today - timedelta(days=window.period_days - 1)
-    day = _day(db, StockEvent.occurred_at)
-    stmt = (
-        select(StockEvent.facility_id, StockEvent.product_id, day, func.sum(StockEvent.on_hand_delta))
-        .where(StockEvent.occurred_at >= datetime(start.year, start.month, start.day, tzinfo=UTC))
-        .group_by(StockEvent.facility_id, StockEvent.product_id, day)
-    )
-    if product_id is not None:
-        stmt = stmt.where(StockEvent.product_id == product_id)
-    out: dict[FP, dict[date, int]] = defaultdict(dict)
-    for f, p, d, change in db.execute(stmt):
-        out[(f, p)][_as_date(d)] = int(change)
-    return out
-
-
 def outstanding_requests(
     db: Session, horizon_end: date, product_id: int | None = None
 ) -> dict[tuple[int, int], int]:
@@ -210,16 +404,30 @@ class IndicatorRow:
     days_of_stock: float | None
 
 
-def _names(db: Session) -> tuple[dict[int, tuple[str, str]], dict[int, tuple[str, str]], dict[int, str]]:
-    facilities = {
-        f: (code, name) for f, code, name in db.execute(select(Facility.id, Facility.code, Facility.name))
-    }
-    members = {
+def _member_names(db: Session) -> dict[int, tuple[str, str]]:
+    return {
         j: (iso3, name)
         for j, iso3, name in db.execute(select(Jurisdiction.id, Jurisdiction.iso3, Jurisdiction.name))
     }
-    products = {p: code for p, code in db.execute(select(Product.id, Product.code))}
-    return facilities, members, products
+
+
+def _product_names(db: Session) -> dict[int, tuple[str, str]]:
+    return {p: (code, name) for p, code, name in db.execute(select(Product.id, Product.code, Product.name))}
+
+
+def _facility_names(db: Session, ids: Collection[int]) -> dict[int, tuple[str, str]]:
+    stmt = select(Facility.id, Facility.code, Facility.name)
+    if len(ids) <= summary.SQLITE_IN_LIMIT:
+        stmt = stmt.where(Facility.id.in_(sorted(ids)))
+    return {f: (code, name) for f, code, name in db.execute(stmt)}
+
+
+def _members_in_scope(actor: Principal, jurisdiction_id: int | None) -> set[int] | None:
+    """The members whose facilities a region- or member-wide actor sees (None: all of them)."""
+    chosen = None if actor.scope is ScopeKind.REGION else {actor.jurisdiction_id or 0}
+    if jurisdiction_id is not None:
+        chosen = {jurisdiction_id} if chosen is None else chosen & {jurisdiction_id}
+    return chosen
 
 
 def indicator_rows(
@@ -239,26 +447,40 @@ def indicator_rows(
         )
     if level is Level.JURISDICTION and actor.scope is ScopeKind.FACILITY:
         raise PermissionDenied("member-wide indicators are not in a facility's scope")
-    facilities = _facility_scope(db, actor, jurisdiction_id, facility_id)
-    positions = facility_positions(db, facilities, window, product_id)
     groups: dict[tuple[int, int], ind.Position] = {}
-    for (f, p), position in positions.items():
-        group = f if level is Level.FACILITY else facilities[f] if level is Level.JURISDICTION else 0
-        groups.setdefault((group, p), ind.Position()).add(position)
-    facility_names, member_names, product_codes = _names(db)
+    if level is Level.FACILITY or facility_id is not None or actor.scope is ScopeKind.FACILITY:
+        facilities = _facility_scope(db, actor, jurisdiction_id, facility_id)
+        for (f, p), position in facility_positions(db, facilities, window, product_id).items():
+            group = f if level is Level.FACILITY else facilities[f] if level is Level.JURISDICTION else 0
+            groups.setdefault((group, p), ind.Position()).add(position)
+    else:  # whole members: their totals, not their facilities one by one
+        members = _members_in_scope(actor, jurisdiction_id)
+        found = _member_totals(db, window, members)
+        for member in sorted(found.totals.keys() | {j for j, _, _ in found.pipeline_only}):
+            kinds = (summary.NATIONAL, summary.RESERVE)
+            products = sorted(found.products(member, kinds))
+            if product_id is not None:
+                products = [p for p in products if p == product_id]
+            group = member if level is Level.JURISDICTION else 0
+            for p, position in zip(products, found.positions(member, kinds, products, window), strict=True):
+                groups.setdefault((group, p), ind.Position()).add(position)
+    if not groups:
+        return []
+    product_codes = _product_names(db)
+    names = (
+        _facility_names(db, {group for group, _ in groups})
+        if level is Level.FACILITY
+        else _member_names(db)
+        if level is Level.JURISDICTION
+        else {0: ("REGION", "Region")}
+    )
     rows = []
     for (group, p), position in sorted(groups.items()):
         adc = ind.average_daily_consumption(position.issued_in_window, window.window_days)
-        key, name = (
-            facility_names[group]
-            if level is Level.FACILITY
-            else member_names[group]
-            if level is Level.JURISDICTION
-            else ("REGION", "Region")
-        )
+        key, name = names[group]
         rows.append(
             IndicatorRow(
-                level, key, name, product_codes[p], position, adc, ind.days_of_stock(position.usable, adc)
+                level, key, name, product_codes[p][0], position, adc, ind.days_of_stock(position.usable, adc)
             )
         )
     return rows
@@ -287,43 +509,94 @@ def shortage_board(
     horizon_days: int = 30,
     product_id: int | None = None,
 ) -> list[ShortageRow]:
-    """Product x member rows with coverage over the horizon, the most severe first. National
-    stock only: the regional reserve is shown apart (`service.shareable_supply`)."""
+    """Product x member rows with coverage over the horizon, the most severe first (ties by
+    member, then product). National stock only: the regional reserve is shown apart
+    (`service.shareable_supply`)."""
     if actor.scope is ScopeKind.FACILITY:
         raise PermissionDenied("the shortage board is for member- and region-wide roles")
-    facilities = _facility_scope(db, actor, None, None, national_only=True)
-    positions = facility_positions(db, facilities, window, product_id, stockout_history=False)
-    per_member: dict[tuple[int, int], ind.Position] = {}
-    for (f, p), position in positions.items():
-        per_member.setdefault((facilities[f], p), ind.Position()).add(position)
+    members = _members_in_scope(actor, None)
+    found = _member_totals(db, window, members)
+    visible = {j for j, kind in found.member_of.values() if kind == summary.NATIONAL}
+    if members is not None:
+        visible &= members
     requests = outstanding_requests(db, window.today + timedelta(days=horizon_days), product_id)
-    visible_members = set(facilities.values())
+    wanted: dict[int, set[int]] = defaultdict(set)
     for (j, p), quantity in requests.items():
-        if j in visible_members:
-            per_member.setdefault((j, p), ind.Position()).outstanding_requests = quantity
-    _, member_names, product_codes = _names(db)
-    product_names = {code: name for code, name in db.execute(select(Product.code, Product.name))}
+        if j in visible and quantity:
+            wanted[j].add(p)
+    for j in visible:
+        table = found.totals.get(j)
+        if table is not None:
+            wanted[j].update(np.flatnonzero(table[summary.NATIONAL, :, summary.ISSUED]).tolist())
+    member_names, product_names = _member_names(db), _product_names(db)
+    keys: list[tuple[int, int]] = []
+    values: list[tuple[int, int, int, int]] = []
+    for j in sorted(wanted):
+        products = sorted(p for p in wanted[j] if product_id is None or p == product_id)
+        keys.extend((j, p) for p in products)
+        values.extend(found.board_columns(j, products))
+    return _board_rows(keys, values, requests, window, horizon_days, member_names, product_names)
+
+
+def _board_rows(
+    keys: list[tuple[int, int]],
+    values: list[tuple[int, int, int, int]],
+    requests: dict[tuple[int, int], int],
+    window: Window,
+    horizon_days: int,
+    member_names: dict[int, tuple[str, str]],
+    product_names: dict[int, tuple[str, str]],
+) -> list[ShortageRow]:
+    """The board's rows, most severe first, from (member, product) keys in order and their usable,
+    pipeline, issued and stocked-out figures. Arithmetic on arrays where it is exactly Python's
+    (int to float conversions and IEEE division, products and maxima); `round` stays Python's."""
+    if not keys:
+        return []
+    table = np.asarray(values, dtype=np.int64).reshape(len(keys), 4)
+    usable, pipeline, issued, stocked_out = table.T
+    outstanding = np.asarray([requests.get(key, 0) for key in keys], dtype=np.int64)
+    adc = issued / window.window_days if window.window_days > 0 else np.zeros(len(keys))
+    demand = np.maximum(adc * horizon_days, outstanding.astype(np.float64))
+    kept = np.flatnonzero(demand > 0)
+    demand, adc = demand[kept], adc[kept]
+    covered = (usable[kept] + pipeline[kept]) / demand
+    # rounding to 1 or 2 decimals changes only fractional values: those of products consumed
+    consumed = issued[kept] > 0
+    shown_demand = demand.copy()
+    shown_adc = np.zeros(len(kept))
+    for at in np.flatnonzero(consumed).tolist():
+        shown_demand[at] = round(float(demand[at]), 1)
+        shown_adc[at] = round(float(adc[at]), 2)
+    order = np.lexsort((-shown_demand, covered))  # stable: ties keep the member, product order
     rows = []
-    for (j, p), position in per_member.items():
-        adc = ind.average_daily_consumption(position.issued_in_window, window.window_days)
-        demand = ind.demand_over_horizon(adc, horizon_days, position.outstanding_requests)
-        if demand <= 0:
-            continue
-        code = product_codes[p]
+    columns = zip(
+        kept[order].tolist(),
+        usable[kept][order].tolist(),
+        pipeline[kept][order].tolist(),
+        stocked_out[kept][order].tolist(),
+        outstanding[kept][order].tolist(),
+        covered[order].tolist(),
+        shown_demand[order].tolist(),
+        shown_adc[order].tolist(),
+        adc[order].tolist(),
+        strict=True,
+    )
+    for at, units, on_the_way, out, requested, coverage, shown, daily, exact in columns:
+        j, p = keys[at]
+        code, name = product_names[p]
         rows.append(
             ShortageRow(
                 product=code,
-                product_name=product_names[code],
+                product_name=name,
                 jurisdiction=member_names[j][0],
-                usable=position.usable,
-                pipeline=position.pipeline,
-                adc=round(adc, 2),
-                outstanding_requests=position.outstanding_requests,
-                demand=round(demand, 1),
-                coverage=ind.coverage(position.usable, position.pipeline, demand),
-                days_of_stock=ind.days_of_stock(position.usable, adc),
-                facilities_stocked_out=position.stocked_out,
+                usable=units,
+                pipeline=on_the_way,
+                adc=daily,
+                outstanding_requests=requested,
+                demand=shown,
+                coverage=coverage,
+                days_of_stock=ind.days_of_stock(units, exact),
+                facilities_stocked_out=out,
             )
         )
-    rows.sort(key=lambda row: ind.severity_key(row.coverage, row.demand))
     return rows

@@ -99,20 +99,19 @@ class Position:
     members: set[int] = field(default_factory=set)
 
     def add(self, other: Position) -> None:
-        for name in (
-            "on_hand",
-            "reserved",
-            "usable",
-            "near_expiry",
-            "expired",
-            "issued_in_window",
-            "pipeline",
-            "outstanding_requests",
-            "facilities",
-            "stocked_out",
-            "stockout_days",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        """Add another position's quantities and counts (not its members). Spelt out: a member's
+        page adds tens of thousands of facility positions."""
+        self.on_hand += other.on_hand
+        self.reserved += other.reserved
+        self.usable += other.usable
+        self.near_expiry += other.near_expiry
+        self.expired += other.expired
+        self.issued_in_window += other.issued_in_window
+        self.pipeline += other.pipeline
+        self.outstanding_requests += other.outstanding_requests
+        self.facilities += other.facilities
+        self.stocked_out += other.stocked_out
+        self.stockout_days += other.stockout_days
 
 
 def severity_key(coverage_value: float | None, demand: float) -> tuple[float, float]:

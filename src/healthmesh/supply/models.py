@@ -51,6 +51,14 @@ class StockEvent(Base):
     __table_args__ = (
         Index("ix_stock_events_facility_product_occurred", "facility_id", "product_id", "occurred_at"),
         Index("ix_stock_events_lot", "lot_id", "id"),
+        # Events of a kind since a day: issues in the ADC window (index-only on PostgreSQL), the
+        # transfers behind the pipeline, the movements behind stock-out days (supply.summary).
+        Index(
+            "ix_stock_events_kind_occurred",
+            "kind",
+            "occurred_at",
+            postgresql_include=["facility_id", "product_id", "quantity"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
