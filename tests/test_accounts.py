@@ -159,3 +159,22 @@ def test_password_policy(password: str, problem: str) -> None:
 
 def test_verify_password_refuses_a_missing_hash() -> None:
     assert verify_password(None, "anything at all") is False
+
+
+def test_a_token_records_its_use_at_most_once_a_minute(db: Session, actors: dict[str, Actor]) -> None:
+    """Writing the last use on every request would serialise all requests made with one token."""
+    from healthmesh.accounts import service
+    from healthmesh.accounts.models import ApiToken
+
+    actor = actors["fp_tha"]
+    token = db.scalar(select(ApiToken).where(ApiToken.user_id == actor.principal.user_id))
+    assert token is not None
+    assert service.token_user(db, actor.token) is not None
+    first = token.last_used_at
+    assert first is not None
+    assert service.token_user(db, actor.token) is not None
+    assert token.last_used_at == first  # within the minute: not written again
+    token.last_used_at = first - timedelta(minutes=2)
+    assert service.token_user(db, actor.token) is not None
+    assert token.last_used_at is not None
+    assert token.last_used_at > first - timedelta(minutes=2)

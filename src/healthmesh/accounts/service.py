@@ -318,6 +318,9 @@ def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
     return token
 
 
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
 def token_user(db: Session, raw: str) -> User | None:
     token = db.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(raw)))
     now = utcnow()
@@ -327,5 +330,8 @@ def token_user(db: Session, raw: str) -> User | None:
         return None
     if not token.user.active:
         return None
-    token.last_used_at = now
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_TOUCH_INTERVAL:
+        # at most once a minute: writing it on every request would hold the token row's lock until
+        # the request commits, and so serialise every request made with the same token
+        token.last_used_at = now
     return token.user
