@@ -221,18 +221,11 @@ def member_page(
     today = date.today()
     window = analytics.Window(today)
     facilities = _facilities(db, viewer, member)
-    positions = analytics.facility_positions(db, {f: member.id for f in facilities}, window)
-    national: dict[int, ind.Position] = {}
-    reserve: dict[int, ind.Position] = {}
-    stockouts = []
-    for (f, p), position in positions.items():
-        code, kind = facilities[f]
-        if kind is FacilityKind.REGIONAL_RESERVE_DEPOT:
-            reserve.setdefault(p, ind.Position()).add(position)
-            continue
-        national.setdefault(p, ind.Position()).add(position)
-        if position.stocked_out:
-            stockouts.append((code, p))
+    folded = analytics.member_positions(  # summed in SQL: no position per facility and product
+        db, {f: kind is FacilityKind.REGIONAL_RESERVE_DEPOT for f, (_, kind) in facilities.items()}, window
+    )
+    national, reserve = folded.national, folded.reserve
+    stockouts = [(facilities[f][0], p) for f, p in folded.stocked_out]
     names = {p: (code, name) for p, code, name in db.execute(select(Product.id, Product.code, Product.name))}
     facility_view = viewer.principal.scope is ScopeKind.FACILITY
     requests = (
