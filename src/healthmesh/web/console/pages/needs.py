@@ -4,10 +4,11 @@ through the REST API; the queue refreshes live when needs change."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -133,40 +134,34 @@ def _queue(
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
+@dataclass(frozen=True)
+class QueueQuery:
+    """The queue's filters and page, from the query string (shared by the page and its fragment)."""
+
+    status: str | None = None
+    urgency: str | None = None
+    product: str | None = None
+    member: str | None = None
+    page: PageNumber = 1
+
+
+Query_ = Annotated[QueueQuery, Depends()]
+
+
 @router.get("/console/needs", response_class=HTMLResponse)
 def needs_page(
-    request: Request,
-    db: DbSession,
-    viewer: Viewer = viewer_with(Permission.NEED_READ),
-    status: str | None = None,
-    urgency: str | None = None,
-    product: str | None = None,
-    member: str | None = None,
-    page: PageNumber = 1,
+    request: Request, db: DbSession, query: Query_, viewer: Viewer = viewer_with(Permission.NEED_READ)
 ) -> HTMLResponse:
-    return render(
-        request,
-        viewer,
-        "console/needs.html",
-        **_queue(db, viewer, status, urgency, product, member, page),
-    )
+    return render(request, viewer, "console/needs.html", **_queue_of(db, viewer, query))
 
 
 @router.get("/console/needs/table", response_class=HTMLResponse)
 def needs_table(
-    request: Request,
-    db: DbSession,
-    viewer: Viewer = viewer_with(Permission.NEED_READ),
-    status: str | None = None,
-    urgency: str | None = None,
-    product: str | None = None,
-    member: str | None = None,
-    page: PageNumber = 1,
+    request: Request, db: DbSession, query: Query_, viewer: Viewer = viewer_with(Permission.NEED_READ)
 ) -> HTMLResponse:
     """The queue alone, for the page's live refresh and after a decision."""
-    return render(
-        request,
-        viewer,
-        "console/_needs_queue.html",
-        **_queue(db, viewer, status, urgency, product, member, page),
-    )
+    return render(request, viewer, "console/_needs_queue.html", **_queue_of(db, viewer, query))
+
+
+def _queue_of(db: Session, viewer: Viewer, query: QueueQuery) -> dict[str, Any]:
+    return _queue(db, viewer, query.status, query.urgency, query.product, query.member, query.page)

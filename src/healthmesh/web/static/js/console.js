@@ -108,6 +108,32 @@
     source.onerror = () => { if (badge()) badge().textContent = "live updates paused (reconnecting)"; };
   }
 
+  // Build DOM for results drawn by page scripts (text only: nothing is parsed as HTML).
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([key, value]) => {
+      if (value === undefined || value === null || value === "") return;
+      if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    });
+    (children || []).forEach((child) => node.append(child));
+    return node;
+  }
+
+  // A table from a caption, header cells and rows of cells; a cell is text or {text, num: true}.
+  function table(caption, headers, rows, testid) {
+    const head = el("tr", {}, headers.map((h) => el("th", { scope: "col", class: h.num ? "num" : "", text: h.text || h })));
+    const body = rows.map((cells) => el("tr", {}, cells.map((cell, index) => {
+      const spec = typeof cell === "object" ? cell : { text: cell };
+      return index === 0
+        ? el("th", { scope: "row", text: spec.text })
+        : el("td", { class: spec.num ? "num" : "", text: spec.text });
+    })));
+    return el("table", { class: "compact", "data-testid": testid }, [
+      el("caption", { text: caption }), el("thead", {}, [head]), el("tbody", {}, body),
+    ]);
+  }
+
   document.addEventListener("DOMContentLoaded", listen);
-  window.HealthMesh = { api, showProblem, clearErrors, formJson };
+  window.HealthMesh = { api, showProblem, clearErrors, formJson, el, table };
 })();

@@ -79,5 +79,13 @@
     });
   }
 
+  // Pages embed their map's data as JSON (#map-data, #route-data) and name the SVG in data-map.
+  window.addEventListener("load", () => {
+    document.querySelectorAll("svg[data-map]").forEach((svg) => {
+      const read = (id) => { const node = document.getElementById(id); return node ? JSON.parse(node.textContent) : null; };
+      draw(svg, read("map-data") || {}, read("route-data") || []);
+    });
+  });
+
   window.HealthMeshMap = { draw, colour };
 })();

@@ -13,30 +13,7 @@
     ? "—" : Number(value).toLocaleString("en", { maximumFractionDigits: digits === undefined ? 1 : digits }));
   const percent = (value) => (value === null || value === undefined ? "—" : `${(value * 100).toFixed(1)} %`);
 
-  function el(tag, attrs, children) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([key, value]) => {
-      if (value === undefined || value === null || value === "") return;
-      if (key === "text") node.textContent = value;
-      else node.setAttribute(key, value);
-    });
-    (children || []).forEach((child) => node.append(child));
-    return node;
-  }
-
-  // A table from a caption, header cells and rows of cells; a cell is text or {text, num: true}.
-  function table(caption, headers, rows, testid) {
-    const head = el("tr", {}, headers.map((h) => el("th", { scope: "col", class: h.num ? "num" : "", text: h.text || h })));
-    const body = rows.map((cells) => el("tr", {}, cells.map((cell, index) => {
-      const spec = typeof cell === "object" ? cell : { text: cell };
-      return index === 0
-        ? el("th", { scope: "row", text: spec.text })
-        : el("td", { class: spec.num ? "num" : "", text: spec.text });
-    })));
-    return el("table", { class: "compact", "data-testid": testid }, [
-      el("caption", { text: caption }), el("thead", {}, [head]), el("tbody", {}, body),
-    ]);
-  }
+  const { el, table } = window.HealthMesh;  // shared DOM helpers (console.js)
 
   function policyOf(form) {
     const out = {};
