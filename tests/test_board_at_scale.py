@@ -333,6 +333,23 @@ def _principals(scaled: Scaled) -> dict[str, Principal]:
     }
 
 
+def _assert_lazy_board_reads_like_its_rows(board: analytics.ShortageBoard) -> None:
+    """The board builds rows only when read: every way the pages read it gives the rows in full."""
+    rows = list(board)
+    assert len(board) == len(rows) and board[:5] == rows[:5] and board[-2:] == rows[-2:]
+    if rows:
+        assert board[0] == rows[0] and board[-1] == rows[-1]
+    for member in {row.jurisdiction for row in rows} | {"NONE"}:
+        assert list(board.of_member(member)) == [row for row in rows if row.jurisdiction == member]
+    for product in {row.product for row in rows}:
+        assert list(board.of_product(product)) == [row for row in rows if row.product == product]
+    assert board.coverage_counts() == (
+        sum(1 for row in rows if row.coverage is not None and row.coverage < 0.5),
+        sum(1 for row in rows if row.coverage is not None and 0.5 <= row.coverage < 1),
+        len({row.jurisdiction for row in rows if row.coverage is not None and row.coverage < 1}),
+    )
+
+
 def _assert_same_as_reference(scaled: Scaled, db: Session, window: Window) -> None:
     """Every question the pages and the API ask, new against the reference, on this session."""
     actors = _principals(scaled)
@@ -349,6 +366,7 @@ def _assert_same_as_reference(scaled: Scaled, db: Session, window: Window) -> No
         )
         severity = [ind.severity_key(row.coverage, row.demand) for row in longer]
         assert severity == sorted(severity)
+        _assert_lazy_board_reads_like_its_rows(longer)
     cases = [
         ("admin", Level.REGION, {}),
         ("admin", Level.JURISDICTION, {}),

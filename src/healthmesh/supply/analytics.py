@@ -11,10 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import Any, overload
 
 import numpy as np
-from sqlalchemy import Date, cast, func, select
+from numpy.typing import NDArray
+from sqlalchemy import BigInteger, Date, cast, func, select
 from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Principal, ScopeKind
@@ -289,24 +291,55 @@ class _MemberTotals:
             )
         return out
 
-    def board_columns(self, member: int, products: Sequence[int]) -> list[tuple[int, int, int, int]]:
-        """Usable, pipeline, issued in the window and stocked-out positions of the member's
-        national facilities, per product (what the shortage board shows, without positions)."""
+    def board_table(self, member: int, asked: NDArray[np.int64], product_id: int | None) -> NDArray[np.int64]:
+        """The member's board rows as `BOARD_COLUMNS`, one per product consumed in the window by
+        its national facilities or requested (`asked`: product, outstanding units), in
+        product order (of `product_id` only, if given): arrays, not positions."""
         table = self.totals.get(member)
         width = table.shape[1] if table is not None else 0
-        inside = [p for p in products if p < width]
-        found: dict[int, list[int]] = {}
-        if table is not None and inside:
-            columns = [summary.USABLE, summary.ISSUED, summary.STOCKED_OUT]
-            found = dict(zip(inside, table[summary.NATIONAL][inside][:, columns].tolist(), strict=True))
-        out = []
-        for p in products:
-            usable, issued, stocked_out = found.get(p, (0, 0, 0))
-            key = (member, summary.NATIONAL, p)
-            extra = self.pipeline_only.get(key, 0) if self.pipeline_only else 0
-            pipeline = self.pipeline.get(key, 0) if self.pipeline else 0
-            out.append((usable, pipeline, issued, stocked_out + extra))
+        products = asked[:, 0]
+        if table is not None:
+            products = np.union1d(products, np.flatnonzero(table[summary.NATIONAL, :, summary.ISSUED]))
+        else:
+            products = np.unique(products)
+        if product_id is not None:
+            products = products[products == product_id]
+        out = np.zeros((len(products), len(BOARD_COLUMNS)), dtype=np.int64)
+        out[:, 0], out[:, 1] = member, products
+        if table is not None:
+            inside = products < width
+            national = table[summary.NATIONAL]
+            out[inside, 2] = national[products[inside], summary.USABLE]
+            out[inside, 4] = national[products[inside], summary.ISSUED]
+            out[inside, 5] = national[products[inside], summary.STOCKED_OUT]
+        if len(asked):
+            at = np.searchsorted(products, asked[:, 0])
+            found = (at < len(products)) & (products[np.minimum(at, len(products) - 1)] == asked[:, 0])
+            out[at[found], 6] = asked[found, 1]
+        for p, units, extra in self._national_pipeline.get(member, ()):
+            self._add(out, products, p, 3, units)
+            self._add(out, products, p, 5, extra)
         return out
+
+    @cached_property
+    def _national_pipeline(self) -> dict[int, list[tuple[int, int, int]]]:
+        """Member -> (product, units on their way, positions with only those) of its national
+        facilities: the pipeline grouped once, not scanned per member."""
+        out: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for j, kind, p in set(self.pipeline) | set(self.pipeline_only):
+            if kind == summary.NATIONAL:
+                out[j].append(
+                    (p, self.pipeline.get((j, kind, p), 0), self.pipeline_only.get((j, kind, p), 0))
+                )
+        return out
+
+    @staticmethod
+    def _add(
+        out: NDArray[np.int64], products: NDArray[np.int64], product: int, column: int, units: int
+    ) -> None:
+        at = int(np.searchsorted(products, product))
+        if at < len(products) and products[at] == product:
+            out[at, column] += units
 
     def products(self, member: int, kinds: Iterable[int]) -> set[int]:
         """Products with at least one position in the member (of these kinds)."""
@@ -391,6 +424,32 @@ def outstanding_requests(
     if product_id is not None:
         stmt = stmt.where(Need.product_id == product_id)
     return {(j, p): int(q) for j, p, q in db.execute(stmt)}
+
+
+def _outstanding_by_member(
+    db: Session, horizon_end: date, product_id: int | None, members: set[int] | None
+) -> dict[int, NDArray[np.int64]]:
+    """`outstanding_requests` as arrays: member -> (product, units) rows in product order, none
+    zero; of `members` only (None: all). Read on the connection, without the ORM's row objects
+    (16,500 groups region-wide at continent scale)."""
+    stmt = (
+        select(
+            Need.jurisdiction_id,
+            Need.product_id,
+            cast(func.sum(Need.quantity - Need.quantity_allocated), BigInteger),
+        )
+        .where(Need.status.in_(list(OUTSTANDING)), Need.needed_by <= horizon_end)
+        .group_by(Need.jurisdiction_id, Need.product_id)
+        .order_by(Need.jurisdiction_id, Need.product_id)
+    )
+    if product_id is not None:
+        stmt = stmt.where(Need.product_id == product_id)
+    if members is not None:
+        stmt = stmt.where(Need.jurisdiction_id.in_(sorted(members)))
+    rows = summary.matrix(db.connection().execute(stmt).all(), 3)
+    rows = rows[rows[:, 2] != 0]
+    starts = np.flatnonzero(np.diff(rows[:, 0])) + 1
+    return {int(part[0, 0]): part[:, 1:] for part in np.split(rows, starts) if len(part)}
 
 
 @dataclass
@@ -508,7 +567,7 @@ def shortage_board(
     window: Window,
     horizon_days: int = 30,
     product_id: int | None = None,
-) -> list[ShortageRow]:
+) -> ShortageBoard:
     """Product x member rows with coverage over the horizon, the most severe first (ties by
     member, then product). National stock only: the regional reserve is shown apart
     (`service.shareable_supply`)."""
@@ -519,42 +578,51 @@ def shortage_board(
     visible = {j for j, kind in found.member_of.values() if kind == summary.NATIONAL}
     if members is not None:
         visible &= members
-    requests = outstanding_requests(db, window.today + timedelta(days=horizon_days), product_id)
-    wanted: dict[int, set[int]] = defaultdict(set)
-    for (j, p), quantity in requests.items():
-        if j in visible and quantity:
-            wanted[j].add(p)
-    for j in visible:
-        table = found.totals.get(j)
-        if table is not None:
-            wanted[j].update(np.flatnonzero(table[summary.NATIONAL, :, summary.ISSUED]).tolist())
+    horizon_end = window.today + timedelta(days=horizon_days)
+    requested = {
+        j: asked
+        for j, asked in _outstanding_by_member(db, horizon_end, product_id, members).items()
+        if j in visible
+    }
     member_names, product_names = _member_names(db), _product_names(db)
-    keys: list[tuple[int, int]] = []
-    values: list[tuple[int, int, int, int]] = []
-    for j in sorted(wanted):
-        products = sorted(p for p in wanted[j] if product_id is None or p == product_id)
-        keys.extend((j, p) for p in products)
-        values.extend(found.board_columns(j, products))
-    return _board_rows(keys, values, requests, window, horizon_days, member_names, product_names)
+    empty = np.zeros((0, 2), np.int64)
+    parts = [
+        found.board_table(j, requested.get(j, empty), product_id) for j in sorted(visible | set(requested))
+    ]
+    table = np.concatenate(parts) if parts else np.zeros((0, len(BOARD_COLUMNS)), np.int64)
+    return _board_rows(table, window, horizon_days, member_names, product_names)
+
+
+def _rounded(values: NDArray[np.float64], digits: int) -> NDArray[np.float64]:
+    """`round(value, digits)` of each value exactly as Python rounds it (the decimal nearest the
+    exact binary value, half to even). NumPy's rint(value * 10**digits) / 10**digits gives the
+    same double except within a hair of a half, where Python's `round` is applied."""
+    scale = 10.0**digits
+    scaled = values * scale
+    out: NDArray[np.float64] = np.rint(scaled) / scale
+    for at in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6).tolist():
+        out[at] = round(float(values[at]), digits)
+    return out
+
+
+#: Columns of the board's table before it is ordered: one row per member and product.
+BOARD_COLUMNS = ("member", "product", "usable", "pipeline", "issued", "stocked_out", "outstanding")
 
 
 def _board_rows(
-    keys: list[tuple[int, int]],
-    values: list[tuple[int, int, int, int]],
-    requests: dict[tuple[int, int], int],
+    table: NDArray[np.int64],
     window: Window,
     horizon_days: int,
     member_names: dict[int, tuple[str, str]],
     product_names: dict[int, tuple[str, str]],
-) -> list[ShortageRow]:
-    """The board's rows, most severe first, from (member, product) keys in order and their usable,
-    pipeline, issued and stocked-out figures. Arithmetic on arrays where it is exactly Python's
-    (int to float conversions and IEEE division, products and maxima); `round` stays Python's."""
-    if not keys:
-        return []
-    table = np.asarray(values, dtype=np.int64).reshape(len(keys), 4)
-    usable, pipeline, issued, stocked_out = table.T
-    outstanding = np.asarray([requests.get(key, 0) for key in keys], dtype=np.int64)
+) -> ShortageBoard:
+    """The board's rows, most severe first, from its table (`BOARD_COLUMNS`, in member, product
+    order). Arithmetic on arrays where it is exactly Python's (int to float conversions and IEEE
+    division, products and maxima); `round` stays Python's."""
+    if not len(table):
+        return ShortageBoard.empty(member_names, product_names)
+    keys = table[:, :2]
+    usable, pipeline, issued, stocked_out, outstanding = table[:, 2:].T
     adc = issued / window.window_days if window.window_days > 0 else np.zeros(len(keys))
     demand = np.maximum(adc * horizon_days, outstanding.astype(np.float64))
     kept = np.flatnonzero(demand > 0)
@@ -562,41 +630,121 @@ def _board_rows(
     covered = (usable[kept] + pipeline[kept]) / demand
     # rounding to 1 or 2 decimals changes only fractional values: those of products consumed
     consumed = issued[kept] > 0
-    shown_demand = demand.copy()
-    shown_adc = np.zeros(len(kept))
-    for at in np.flatnonzero(consumed).tolist():
-        shown_demand[at] = round(float(demand[at]), 1)
-        shown_adc[at] = round(float(adc[at]), 2)
+    shown_demand = np.where(consumed, _rounded(demand, 1), demand)
+    shown_adc = np.where(consumed, _rounded(adc, 2), 0.0)
     order = np.lexsort((-shown_demand, covered))  # stable: ties keep the member, product order
-    rows = []
-    columns = zip(
-        kept[order].tolist(),
-        usable[kept][order].tolist(),
-        pipeline[kept][order].tolist(),
-        stocked_out[kept][order].tolist(),
-        outstanding[kept][order].tolist(),
-        covered[order].tolist(),
-        shown_demand[order].tolist(),
-        shown_adc[order].tolist(),
-        adc[order].tolist(),
-        strict=True,
+    picked = kept[order]
+    return ShortageBoard(
+        keys=keys[picked],
+        columns=np.stack(
+            [usable[picked], pipeline[picked], stocked_out[picked], outstanding[picked]], axis=1
+        ),
+        figures=np.stack([covered[order], shown_demand[order], shown_adc[order], adc[order]], axis=1),
+        member_names=member_names,
+        product_names=product_names,
     )
-    for at, units, on_the_way, out, requested, coverage, shown, daily, exact in columns:
-        j, p = keys[at]
-        code, name = product_names[p]
-        rows.append(
-            ShortageRow(
-                product=code,
-                product_name=name,
-                jurisdiction=member_names[j][0],
-                usable=units,
-                pipeline=on_the_way,
-                adc=daily,
-                outstanding_requests=requested,
-                demand=shown,
-                coverage=coverage,
-                days_of_stock=ind.days_of_stock(units, exact),
-                facilities_stocked_out=out,
-            )
+
+
+class ShortageBoard(Sequence[ShortageRow]):
+    """The board's rows in order, made into `ShortageRow`s only when read: a region-wide board
+    has one row per member and product consumed or requested (16,500 at continent scale) and a
+    page shows a hundred, so building every row would cost more than computing the board."""
+
+    def __init__(
+        self,
+        keys: NDArray[np.int64],
+        columns: NDArray[np.int64],
+        figures: NDArray[np.float64],
+        member_names: dict[int, tuple[str, str]],
+        product_names: dict[int, tuple[str, str]],
+    ) -> None:
+        self._keys = keys  # (member id, product id) per row
+        self._columns = columns  # usable, pipeline, stocked out, outstanding requests
+        self._figures = figures  # coverage, demand shown, ADC shown, ADC exact
+        self._members = member_names
+        self._products = product_names
+
+    @classmethod
+    def empty(
+        cls,
+        member_names: dict[int, tuple[str, str]] | None = None,
+        product_names: dict[int, tuple[str, str]] | None = None,
+    ) -> ShortageBoard:
+        return cls(
+            np.zeros((0, 2), np.int64),
+            np.zeros((0, 4), np.int64),
+            np.zeros((0, 4), np.float64),
+            member_names or {},
+            product_names or {},
         )
-    return rows
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @overload
+    def __getitem__(self, index: int) -> ShortageRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ShortageRow]: ...
+
+    def __getitem__(self, index: int | slice) -> ShortageRow | list[ShortageRow]:
+        if isinstance(index, slice):
+            return self._rows(range(len(self))[index])
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self._rows([index % len(self)])[0]
+
+    def __iter__(self) -> Iterator[ShortageRow]:
+        return iter(self._rows(range(len(self))))
+
+    def _rows(self, at: Sequence[int]) -> list[ShortageRow]:
+        picked = np.asarray(at, dtype=np.int64)
+        out = []
+        columns = zip(
+            self._keys[picked].tolist(),
+            self._columns[picked].tolist(),
+            self._figures[picked].tolist(),
+            strict=True,
+        )
+        for (j, p), (units, on_the_way, out_of_stock, requested), (coverage, shown, daily, exact) in columns:
+            code, name = self._products[p]
+            out.append(
+                ShortageRow(
+                    product=code,
+                    product_name=name,
+                    jurisdiction=self._members[j][0],
+                    usable=units,
+                    pipeline=on_the_way,
+                    adc=daily,
+                    outstanding_requests=requested,
+                    demand=shown,
+                    coverage=coverage,
+                    days_of_stock=ind.days_of_stock(units, exact),
+                    facilities_stocked_out=out_of_stock,
+                )
+            )
+        return out
+
+    def of_member(self, iso3: str) -> ShortageBoard:
+        """The rows of one member, in the same order."""
+        ids = [j for j, (code, _) in self._members.items() if code == iso3]
+        return self._subset(np.isin(self._keys[:, 0], ids))
+
+    def of_product(self, code: str) -> ShortageBoard:
+        """The rows of one product, in the same order."""
+        ids = [p for p, (product, _) in self._products.items() if product == code]
+        return self._subset(np.isin(self._keys[:, 1], ids))
+
+    def _subset(self, mask: NDArray[np.bool_]) -> ShortageBoard:
+        return ShortageBoard(
+            self._keys[mask], self._columns[mask], self._figures[mask], self._members, self._products
+        )
+
+    def coverage_counts(self) -> tuple[int, int, int]:
+        """Rows covered under half, rows covered from half to under full, and members with at
+        least one row under full coverage."""
+        coverage = self._figures[:, 0]
+        critical = int(np.count_nonzero(coverage < 0.5))
+        short = int(np.count_nonzero((coverage >= 0.5) & (coverage < 1)))
+        members = len(np.unique(self._keys[coverage < 1, 0]))
+        return critical, short, members

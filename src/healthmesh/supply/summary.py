@@ -102,7 +102,7 @@ def _start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _matrix(found: Sequence[Sequence[Any]], width: int) -> Rows:
+def matrix(found: Sequence[Sequence[Any]], width: int) -> Rows:
     """Result rows of integers as an array (flattened first: numpy is slow on SQLAlchemy rows)."""
     flat = np.fromiter(itertools.chain.from_iterable(found), dtype=np.int64, count=len(found) * width)
     return flat.reshape(len(found), width)
@@ -173,7 +173,7 @@ def load(db: Executor, window: Window, where: Filter = Filter(), *, stockout_his
     found = db.execute(base).all()
     rows = np.zeros((len(found), WIDTH + 1), dtype=np.int64)
     if found:
-        rows[:, : WIDTH - 1] = _matrix(found, WIDTH - 1)  # all but issued and stock-out days
+        rows[:, : WIDTH - 1] = matrix(found, WIDTH - 1)  # all but issued and stock-out days
     issued = db.execute(
         select(StockEvent.facility_id, StockEvent.product_id, func.sum(StockEvent.quantity))
         .where(
@@ -184,7 +184,7 @@ def load(db: Executor, window: Window, where: Filter = Filter(), *, stockout_his
         .group_by(StockEvent.facility_id, StockEvent.product_id)
     ).all()
     if issued:
-        rows = _merge(rows, _matrix(issued, 3), 1 + ISSUED)
+        rows = _merge(rows, matrix(issued, 3), 1 + ISSUED)
     if stockout_history:
         rows[:, 1 + STOCKOUT_DAYS] = np.where(rows[:, 1 + ON_HAND] <= 0, window.period_days, 0)
         _stockout_days(db, dialect, window, where, rows)
@@ -529,6 +529,29 @@ class Cache:
                 member_of=self.member_of,
             )
 
+    def warm(self, window: Window, *, lead_seconds: float = 0.0) -> int:
+        """Load every member not yet loaded (all in one statement), then reload at most one member
+        due within `lead_seconds`, and apply the committed changes: what a background warmer calls
+        so that requests find every member loaded and never pay a reload. Returns members loaded."""
+        with self.lock:
+            try:
+                with self.engine.connect() as conn:
+                    self._sync(conn)
+                    state = self._state(window)
+                    everyone = {member for member, _ in self.member_of.values()}
+                    due = everyone - set(state.totals)
+                    if not due:
+                        soon = time.monotonic() + lead_seconds
+                        expiring = sorted((state.deadline.get(m, 0.0), m) for m in everyone)
+                        due = {m for deadline, m in expiring[:1] if deadline < soon}
+                    if due:
+                        self._load_members(conn, window, state, due)
+                    self._refresh(conn, window, state)
+                    return len(due)
+            except _Inconsistent:
+                self._reset()
+                return 0
+
 
 _caches: weakref.WeakKeyDictionary[Engine, Cache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
@@ -542,9 +565,13 @@ def _engine(db: Session) -> Engine:
 def cache_for(db: Session) -> Cache | None:
     """This database's cache in this process, or None when caching is off (or the database is
     in memory: no other connection could read it)."""
+    return cache_for_engine(_engine(db))
+
+
+def cache_for_engine(engine: Engine) -> Cache | None:
+    """`cache_for` by engine (a warmer has no session)."""
     if not ENABLED:
         return None
-    engine = _engine(db)
     with _caches_lock:
         cache = _caches.get(engine)
         if cache is None:

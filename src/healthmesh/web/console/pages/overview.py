@@ -25,11 +25,9 @@ from healthmesh.web.deps import DbSession
 router = APIRouter(include_in_schema=False)
 
 
-def coverage_map(
-    rows: list[analytics.ShortageRow], product: str, members: list[Jurisdiction]
-) -> dict[str, Any]:
+def coverage_map(board: analytics.ShortageBoard, product: str, members: list[Jurisdiction]) -> dict[str, Any]:
     """Member -> colour value and label for the chosen product (no row: no demand there)."""
-    by_member = {row.jurisdiction: row for row in rows if row.product == product}
+    by_member = {row.jurisdiction: row for row in board.of_product(product)}
     out: dict[str, Any] = {}
     for member in members:
         row = by_member.get(member.iso3)
@@ -42,9 +40,9 @@ def coverage_map(
     return out
 
 
-def _board(db: Session, viewer: Viewer) -> list[analytics.ShortageRow]:
+def _board(db: Session, viewer: Viewer) -> analytics.ShortageBoard:
     if viewer.principal.scope is ScopeKind.FACILITY:
-        return []  # the board is member- and region-wide
+        return analytics.ShortageBoard.empty()  # the board is member- and region-wide
     return analytics.shortage_board(db, viewer.principal, window=analytics.Window(date.today()))
 
 

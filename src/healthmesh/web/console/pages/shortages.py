@@ -51,7 +51,8 @@ def _board(
         product_id=product_id,
     )
     if member:
-        rows = [row for row in rows if row.jurisdiction == member]
+        rows = rows.of_member(member)
+    critical, short, members_short = rows.coverage_counts()
     filters = {"product": product, "member": member}
     live_query = urlencode({k: v for k, v in {**filters, "all": "1" if show_all else None}.items() if v})
     return {
@@ -60,13 +61,11 @@ def _board(
         "product": product or "",
         "member": member or "",
         "notes": notes,
-        "rows": rows if show_all else rows[:ROWS_SHOWN],
+        "rows": list(rows) if show_all else rows[:ROWS_SHOWN],
         "total": len(rows),
-        "critical": sum(1 for row in rows if row.coverage is not None and row.coverage < 0.5),
-        "short": sum(1 for row in rows if row.coverage is not None and 0.5 <= row.coverage < 1),
-        "members_short": len(
-            {row.jurisdiction for row in rows if row.coverage is not None and row.coverage < 1}
-        ),
+        "critical": critical,
+        "short": short,
+        "members_short": members_short,
         "show_all": show_all,
         "all_url": "/console/shortages?" + urlencode({**{k: v for k, v in filters.items() if v}, "all": "1"}),
         "fragment_url": "/console/shortages/table" + (f"?{live_query}" if live_query else ""),
