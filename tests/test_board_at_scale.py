@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -36,7 +37,7 @@ from healthmesh.needs.models import Need
 from healthmesh.needs.workflow import NeedStatus, Urgency
 from healthmesh.registry.enums import FacilityKind, IncomeGroup, ProductCategory, StorageCondition
 from healthmesh.registry.models import Facility, Jurisdiction, Product
-from healthmesh.supply import analytics, ledger, rules, summary
+from healthmesh.supply import analytics, ledger, rules, summary, warmer
 from healthmesh.supply import indicators as ind
 from healthmesh.supply.analytics import Level, Window
 from healthmesh.supply.enums import EventKind
@@ -336,9 +337,12 @@ def _principals(scaled: Scaled) -> dict[str, Principal]:
 def _assert_lazy_board_reads_like_its_rows(board: analytics.ShortageBoard) -> None:
     """The board builds rows only when read: every way the pages read it gives the rows in full."""
     rows = list(board)
-    assert len(board) == len(rows) and board[:5] == rows[:5] and board[-2:] == rows[-2:]
+    assert len(board) == len(rows)
+    assert board[:5] == rows[:5]
+    assert board[-2:] == rows[-2:]
     if rows:
-        assert board[0] == rows[0] and board[-1] == rows[-1]
+        assert board[0] == rows[0]
+        assert board[-1] == rows[-1]
     for member in {row.jurisdiction for row in rows} | {"NONE"}:
         assert list(board.of_member(member)) == [row for row in rows if row.jurisdiction == member]
     for product in {row.product for row in rows}:
@@ -463,11 +467,47 @@ def test_a_committed_change_is_seen_by_the_next_request(scaled: Scaled) -> None:
     with scaled.factory() as db:
         after = analytics.shortage_board(db, admin, window=window)
         assert board_key(after) == board_key(reference_shortage_board(db, admin, window=window))
-        assert after != before
+        assert list(after) != list(before)
         member = analytics.indicator_rows(db, admin, level=Level.JURISDICTION, window=window)
         assert member == reference_indicator_rows(db, admin, level=Level.JURISDICTION, window=window)
     assert cache.loads == loads  # nothing reloaded in full:
     assert cache.refreshed == refreshed + 1  # the one facility named by the change
+
+
+def test_a_warmed_cache_answers_without_loading_and_reloads_ahead(scaled: Scaled) -> None:
+    summary.clear()
+    assert warmer.warm_now(scaled.engine, TODAY) == len(MEMBERS)  # every member, in one load
+    cache = summary.cache_for_engine(scaled.engine)
+    assert cache is not None
+    assert cache.loads == 1
+    admin = _principals(scaled)["admin"]
+    with scaled.factory() as db:
+        board = analytics.shortage_board(db, admin, window=Window(TODAY))
+        assert board_key(board) == board_key(reference_shortage_board(db, admin, window=Window(TODAY)))
+    assert cache.loads == 1  # the request found it warm
+    state = cache.windows[Window(TODAY)]
+    due = min(state.deadline, key=state.deadline.__getitem__)
+    state.deadline[due] = time.monotonic() + 1  # falls due within the warmer's lead
+    assert warmer.warm_now(scaled.engine, TODAY) == 1
+    assert cache.loads == 2
+    assert state.deadline[due] > time.monotonic() + summary.TTL_SECONDS - 5
+    assert warmer.warm_now(scaled.engine, TODAY) == 0  # nothing due: no load
+
+
+def test_the_warmer_thread_loads_then_ticks_until_stopped(scaled: Scaled) -> None:
+    summary.clear()
+    running = warmer.Warmer(scaled.engine, tick_seconds=0.01).start()
+    try:
+        cache = summary.cache_for_engine(scaled.engine)
+        assert cache is not None
+        assert cache.loads == 1
+        _issue(scaled, "THA-1", 1)
+        deadline = time.monotonic() + 10
+        while cache.refreshed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cache.refreshed == 1  # the tick applied the committed change, not a request
+    finally:
+        running.stop()
 
 
 def test_uncommitted_writes_are_answered_but_never_cached(scaled: Scaled) -> None:

@@ -694,6 +694,12 @@ class ShortageBoard(Sequence[ShortageRow]):
             raise IndexError(index)
         return self._rows([index % len(self)])[0]
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same rows, as the list it stands for would be."""
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking, like a list
+
     def __iter__(self) -> Iterator[ShortageRow]:
         return iter(self._rows(range(len(self))))
 
