@@ -4,10 +4,11 @@ each product may be used over the coming weeks."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, timedelta
 
 from sqlalchemy import ColumnElement, select, tuple_
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Principal, Role
 from healthmesh.allocation.snapshot import (
@@ -122,75 +123,108 @@ def destination(need: Need, warehouses: dict[int, Facility]) -> Facility | None:
 
 
 def open_needs(db: Session, day: date) -> list[NeedJSON]:
-    """Needs open to allocation, each with its destination, the member's coverage and its order."""
+    """Needs open to allocation, each with its destination, the member's coverage and its order.
+    Columns, not need objects: a continent round reads 100,000 needs."""
     warehouses = national_warehouses(db)
     coverage = {
         (row.jurisdiction, row.product): row.coverage
         for row in analytics.shortage_board(db, SYSTEM, window=analytics.Window(day))
     }
-    out = []
-    needs = db.scalars(
-        select(Need)
+    rows = db.execute(
+        select(
+            Need.id,
+            Need.jurisdiction_id,
+            Need.quantity - Need.quantity_allocated,
+            Need.urgency,
+            Need.population_served,
+            Jurisdiction.iso3,
+            Product.code,
+            Facility.code,
+            Facility.latitude,
+            Facility.longitude,
+            *(getattr(Facility, name) for name in CAPABILITIES),
+        )
+        .join(Jurisdiction, Jurisdiction.id == Need.jurisdiction_id)
+        .join(Product, Product.id == Need.product_id)
+        .outerjoin(Facility, Facility.id == Need.facility_id)
         .where(Need.status.in_(list(ALLOCATABLE)))
         .order_by(Need.submitted_at, Need.id)
-        .options(lazyload(Need.history))  # not read here: 100k needs' transitions would be loaded
     )
-    for order, need in enumerate(needs):
-        place = destination(need, warehouses)
-        outstanding = need.quantity - need.quantity_allocated
-        if place is None or outstanding <= 0:
+    out = []
+    for order, (need_id, member_id, outstanding, urgency, population, iso3, product, *place) in enumerate(
+        rows
+    ):
+        code, lat, lon, *capabilities = place
+        if code is None:  # a member-level need: delivered to the member's national warehouse
+            warehouse = warehouses.get(member_id)
+            if warehouse is None:
+                continue
+            code, lat, lon = warehouse.code, warehouse.latitude, warehouse.longitude
+            capabilities = [getattr(warehouse, name) for name in CAPABILITIES]
+        if outstanding <= 0:
             continue
-        iso3, product = need.jurisdiction.iso3, need.product.code
         out.append(
             NeedJSON(
-                id=f"need:{need.id}",
+                id=f"need:{need_id}",
                 product=product,
                 member=iso3,
-                facility=place.code,
-                lat=place.latitude,
-                lon=place.longitude,
+                facility=code,
+                lat=lat,
+                lon=lon,
                 quantity=outstanding,
-                urgency=need.urgency.value,
+                urgency=urgency.value,
                 coverage=coverage.get((iso3, product)),
-                population_served=need.population_served,
+                population_served=population,
                 order=order,
-                storage=_storage(place),
+                storage=[name for name, held in zip(CAPABILITIES, capabilities, strict=True) if held],
             )
         )
     return out
 
 
+def _change_days(records: Iterable[rules.AuthorisationRecord | rules.RecognitionRecord]) -> set[date]:
+    """The days on which a record comes into force or lapses: a decision can change only then."""
+    days = {record.valid_from for record in records}
+    days |= {record.valid_to + timedelta(days=1) for record in records if record.valid_to is not None}
+    return days
+
+
 def eligibility_windows(db: Session, pairs: set[tuple[str, str]], day: date) -> list[EligibilityJSON]:
-    """For each (product, member): the days in the horizon on which the product may be used there."""
+    """For each (product, member): the days in the horizon on which the product may be used there.
+    Decided on the first day and on each day an authorisation or agreement starts or lapses (the
+    only days a decision can change), not on every day: 11,000 pairs at continent scale."""
     products = {p.code: p for p in db.scalars(select(Product).where(Product.code.in_({p for p, _ in pairs})))}
     recognitions = registry.recognition_records(db)
-    authorisations = {
-        code: registry.authorisation_records(db, product.id) for code, product in products.items()
-    }
+    by_id = registry.authorisation_records_by_product(db, [product.id for product in products.values()])
+    authorisations = {code: by_id[product.id] for code, product in products.items()}
+    horizon_end = day + timedelta(days=ELIGIBILITY_HORIZON_DAYS)
+    recognised_changes = _change_days(recognitions)
+    product_changes = {code: _change_days(records) for code, records in authorisations.items()}
     out = []
     for code, member in sorted(pairs):
         product = products[code]
+        changes = recognised_changes | product_changes[code]
+        days = [day, *sorted(when for when in changes if day < when <= horizon_end)]
         decisions = [
             rules.decide(
                 product_code=code,
                 category=product.category.value,
                 who_listing=product.who_listing,
                 jurisdiction=member,
-                day=day + timedelta(days=offset),
+                day=when,
                 authorisations=authorisations[code],
                 recognitions=recognitions,
             )
-            for offset in range(ELIGIBILITY_HORIZON_DAYS + 1)
+            for when in days
         ]
         windows: list[WindowJSON] = []
-        for offset, decision in enumerate(decisions):
-            when = day + timedelta(days=offset)
-            opens = decision.allowed and (offset == 0 or not decisions[offset - 1].allowed)
-            closes = not decision.allowed and offset > 0 and decisions[offset - 1].allowed
-            if opens:
+        allowed_before = False
+        for when, decision in zip(days, decisions, strict=True):
+            if decision.allowed and not allowed_before:
                 windows.append(WindowJSON(start=when, end=None))
-            if closes:
+            if not decision.allowed and allowed_before:
                 windows[-1] = WindowJSON(start=windows[-1].start, end=when - timedelta(days=1))
+            allowed_before = decision.allowed
         basis = next((d.explanation for d in decisions if d.allowed), decisions[0].explanation)
         out.append(EligibilityJSON(product=code, member=member, windows=windows, basis=basis))
     return out

@@ -6,7 +6,7 @@ region; who may change what is decided by permission (route) and scope (here).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any, TypeVar
 
@@ -456,6 +456,33 @@ def authorisation_records(db: Session, product_id: int) -> list[eligibility.Auth
         )
         for row in rows
     ]
+
+
+def authorisation_records_by_product(
+    db: Session, product_ids: Iterable[int]
+) -> dict[int, list[eligibility.AuthorisationRecord]]:
+    """`authorisation_records` of many products in one query, by columns (an allocation round at
+    continent scale reads 15,000 authorisations of 300 products)."""
+    out: dict[int, list[eligibility.AuthorisationRecord]] = {p: [] for p in product_ids}
+    rows = db.execute(
+        select(
+            Authorisation.product_id,
+            Jurisdiction.iso3,
+            Authorisation.status,
+            Authorisation.valid_from,
+            Authorisation.valid_to,
+            Authorisation.pathway,
+            Authorisation.relied_on_authority,
+        )
+        .join(Jurisdiction, Jurisdiction.id == Authorisation.jurisdiction_id)
+        .where(Authorisation.product_id.in_(sorted(out)))
+        .order_by(Authorisation.id)
+    )
+    for product_id, iso3, status, valid_from, valid_to, pathway, relied_on in rows:
+        out[product_id].append(
+            eligibility.AuthorisationRecord(iso3, status, valid_from, valid_to, pathway, relied_on)
+        )
+    return out
 
 
 def recognition_records(
