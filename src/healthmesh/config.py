@@ -32,7 +32,12 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, gt=0, description="Failures per account in the window.")
     login_max_failures_per_ip: int = Field(default=20, gt=0)
     login_window_minutes: int = Field(default=15, gt=0)
-    cookie_secure: bool = Field(default=False, description="Set True behind HTTPS.")
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the session cookie Secure and send HSTS. Unset: whenever the request came "
+        "over HTTPS (directly, or from a trusted proxy's X-Forwarded-Proto); true: always (behind "
+        "HTTPS); false: never (plain-http development only).",
+    )
     region_name: str = "ASEAN"
     ledger_origin: str | None = Field(
         default=None, description="The transparency log's origin line in checkpoints (a schema-less URL)."
@@ -49,6 +54,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+pysqlite:///{(self.data_dir / 'healthmesh.sqlite3').resolve()}"
+
+    def served_securely(self, scheme: str) -> bool:
+        """Whether a request arriving with `scheme` gets Secure cookies and HSTS."""
+        return scheme == "https" if self.cookie_secure is None else self.cookie_secure
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

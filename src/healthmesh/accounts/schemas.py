@@ -63,6 +63,19 @@ class LoginResponse(BaseModel):
     expires_at: datetime
 
 
+class PasswordChange(BaseModel):
+    """One's own password change: the current password proves it is the owner, not a stolen session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: SecretStr
+    new_password: SecretStr
+
+
+class SessionsRevoked(BaseModel):
+    revoked: int = Field(description="How many open sessions were signed out.")
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

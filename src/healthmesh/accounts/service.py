@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import ROLE_SCOPES, Permission, Principal, Role, ScopeKind
 from healthmesh.accounts.models import ApiToken, LoginAttempt, User, WebSession
-from healthmesh.accounts.schemas import TokenCreate, UserCreate, UserUpdate
+from healthmesh.accounts.schemas import PasswordChange, TokenCreate, UserCreate, UserUpdate
 from healthmesh.accounts.security import (
     hash_password,
     new_token,
@@ -58,10 +58,10 @@ def _resolve_scope(
     return None, None
 
 
-def _check_password(password: str, username: str) -> None:
+def _check_password(password: str, username: str, field: str = "password") -> None:
     problems = password_problems(password, username)
     if problems:
-        raise InvalidInput.on("password", "; ".join(problems))
+        raise InvalidInput.on(field, "; ".join(problems))
 
 
 def create_user(db: Session, actor: Principal | None, data: UserCreate) -> User:
@@ -175,15 +175,70 @@ def update_user(db: Session, actor: Principal, username: str, data: UserUpdate) 
 
 
 def revoke_all_credentials(db: Session, user: User) -> None:
+    revoke_sessions_of(db, user)
     now = utcnow()
-    for web_session in db.scalars(
-        select(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
-    ):
-        web_session.revoked_at = now
     for token in db.scalars(
         select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
     ):
         token.revoked_at = now
+
+
+def revoke_sessions_of(db: Session, user: User, *, keep_raw: str | None = None) -> int:
+    """Sign the user out everywhere (but the session `keep_raw`, when given); how many were open."""
+    now = utcnow()
+    kept = token_digest(keep_raw) if keep_raw else None
+    count = 0
+    for web_session in db.scalars(
+        select(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
+    ):
+        if web_session.token_hash != kept:
+            web_session.revoked_at = now
+            count += 1
+    db.flush()
+    return count
+
+
+def _manages(actor: Principal, user: User) -> bool:
+    """Whether `actor` may act on `user`'s credentials: its owner, or an administrator over it."""
+    return user.id == actor.user_id or (
+        actor.has(Permission.USER_WRITE) and actor.can_assign(user.role, user.jurisdiction_id)
+    )
+
+
+def revoke_sessions(db: Session, actor: Principal, username: str) -> int:
+    """Sign `username` out of every browser, for its owner or an administrator of the account
+    (a national focal point for its member's accounts). Anyone else is told the account does not
+    exist, as for any record outside their scope."""
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None or not _manages(actor, user):
+        raise NotFound(f"no user {username!r}")
+    return revoke_sessions_of(db, user)
+
+
+def change_own_password(
+    db: Session,
+    settings: Settings,
+    actor: Principal,
+    data: PasswordChange,
+    ip_address: str,
+    current_session_raw: str | None,
+) -> LoginOutcome:
+    """Change one's own password after proving the current one.
+
+    The proof goes through `login`, so wrong guesses are recorded and rate-limited like sign-ins
+    (a stolen session cannot try passwords at will), and the caller commits a failure rather than
+    raising. Every other browser session is signed out; API tokens stay (revoke them one by one).
+    """
+    outcome = login(db, settings, actor.username, data.current_password.get_secret_value(), ip_address)
+    if outcome.user is None:
+        return outcome
+    new = data.new_password.get_secret_value()
+    if verify_password(outcome.user.password_hash, new):
+        raise InvalidInput.on("new_password", "must differ from the current password")
+    _check_password(new, actor.username, "new_password")
+    outcome.user.password_hash = hash_password(new)
+    revoke_sessions_of(db, outcome.user, keep_raw=current_session_raw)
+    return outcome
 
 
 # --- login ---------------------------------------------------------------------------------------
@@ -307,10 +362,23 @@ def list_tokens(db: Session, actor: Principal) -> list[ApiToken]:
     return list(db.scalars(select(ApiToken).where(ApiToken.user_id == actor.user_id).order_by(ApiToken.id)))
 
 
+def _token_admin(actor: Principal) -> bool:
+    """Who may see and revoke anyone's API tokens: a region-wide account administrator."""
+    return actor.has(Permission.USER_WRITE) and actor.scope is ScopeKind.REGION
+
+
+def list_user_tokens(db: Session, actor: Principal, username: str) -> list[ApiToken]:
+    """A user's tokens, for the user or an administrator (so a stolen one can be found and revoked)."""
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None or not (user.id == actor.user_id or _token_admin(actor)):
+        raise NotFound(f"no user {username!r}")
+    return list(db.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
 def revoke_token(db: Session, actor: Principal, token_id: int) -> ApiToken:
     token = db.get(ApiToken, token_id)
     mine = token is not None and token.user_id == actor.user_id
-    if token is None or not (mine or (actor.has(Permission.USER_WRITE) and actor.scope is ScopeKind.REGION)):
+    if token is None or not (mine or _token_admin(actor)):
         raise NotFound(f"no token {token_id}")
     if token.revoked_at is None:
         token.revoked_at = utcnow()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -11,8 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import Response
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import healthmesh
 from healthmesh.accounts.api import router as accounts_router
@@ -31,34 +34,94 @@ from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply.api import router as supply_router
 from healthmesh.web import problems
 from healthmesh.web.console import routes as console
-from healthmesh.web.deps import DbSession, Public
+from healthmesh.web.deps import SESSION_COOKIE, DbSession, Public
 
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
+#: No inline script, no eval and no other host: an injected <script> or on*= handler does not
+#: run, and nothing leaves the platform. Inline styles stay allowed (pages and Chart.js use them;
+#: a style cannot run code).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'"
 )
+#: Browser features no page uses: a script that got in still may not ask for them.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+    "payment=(), usb=()"
+)
+#: Two years, the HSTS preload list's minimum; only sent on responses served over HTTPS.
+STRICT_TRANSPORT_SECURITY = "max-age=63072000"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": PERMISSIONS_POLICY,
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    """Headers every response carries; the CSP also keeps pages from reaching any other host."""
+class SecurityHeaders:
+    """Headers on every response: pages, JSON, problems, static files, and the 500 page.
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    A plain ASGI middleware wrapped around the whole stack (see `HealthMeshApp`), so even the
+    response to an unhandled exception carries them. A response that is for one caller (it came
+    with a credential, or sets one) is never stored by a browser or proxy.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_headers = Headers(scope=scope)
+        cookies = request_headers.get("cookie", "")
+        credentialed = "authorization" in request_headers or f"{SESSION_COOKIE}=" in cookies
+        is_static = scope["path"].startswith("/static/")
+        secure = self.settings.served_securely(scope.get("scheme", "http"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if secure:
+                    headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
+                if (credentialed and not is_static) or "set-cookie" in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class HealthMeshApp(FastAPI):
+    """FastAPI with the security headers outside even the server-error handler."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack(), self.state.settings)
+
+
+def _docs_policy(html: str) -> str:
+    """The API explorer's page starts Swagger UI with one inline script: allow exactly that script
+    (by its hash), and still no other."""
+    inline = re.search(r"<script>(.*?)</script>", html, re.DOTALL)
+    if inline is None:
+        return CONTENT_SECURITY_POLICY
+    digest = base64.b64encode(hashlib.sha256(inline.group(1).encode()).digest()).decode()
+    return CONTENT_SECURITY_POLICY.replace("script-src 'self'", f"script-src 'self' 'sha256-{digest}'")
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the application; tests pass their own settings and engine."""
     settings = settings or load_settings()
     engine = engine or make_engine(settings.effective_database_url)
-    app = FastAPI(
+    app = HealthMeshApp(
         title="HealthMesh",
         version=healthmesh.__version__,
         description="Cross-border medical resource integration: registry, supply, allocation, logistics "
@@ -72,7 +135,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.stream_sessions = app.state.sessionmaker
     problems.install(app)
-    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(accounts_router)
     app.include_router(registry_router)
@@ -142,7 +204,7 @@ def _add_pages(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False, dependencies=[Public])
     def docs() -> HTMLResponse:
         """Swagger UI from vendored assets: the API explorer works with no internet."""
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="HealthMesh API",
             swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
@@ -151,6 +213,8 @@ def _add_pages(app: FastAPI) -> None:
             # no badge from validator.swagger.io: the explorer asks no other host
             swagger_ui_parameters={"validatorUrl": None},
         )
+        page.headers["Content-Security-Policy"] = _docs_policy(bytes(page.body).decode())
+        return page
 
     @app.get("/healthz", tags=["operations"], dependencies=[Public])
     def healthz(db: DbSession) -> dict[str, object]:

@@ -64,6 +64,13 @@ def csrf_token_for(settings: Settings, session_token: str) -> str:
     return hmac.new(key, b"csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
 
 
+def csrf_valid(request: Request, settings: Settings, session_token: str) -> bool:
+    """Whether the request carries the session's CSRF token (compared as bytes: a header with
+    non-ASCII characters is a wrong token, not a server error)."""
+    sent = request.headers.get(CSRF_HEADER, "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sent, csrf_token_for(settings, session_token).encode())
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -83,10 +90,8 @@ def current_principal(request: Request, db: DbSession, settings: AppSettings) ->
         if found is None or raw is None:
             raise Unauthenticated("sign in, or send an API token as 'Authorization: Bearer ...'")
         user = found[0]
-        if request.method not in SAFE_METHODS:
-            sent = request.headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(sent, csrf_token_for(settings, raw)):
-                raise PermissionDenied(f"missing or wrong {CSRF_HEADER} header")
+        if request.method not in SAFE_METHODS and not csrf_valid(request, settings, raw):
+            raise PermissionDenied(f"missing or wrong {CSRF_HEADER} header")
     principal = user.principal()
     request.state.principal = principal
     return principal

@@ -134,6 +134,140 @@
     ]);
   }
 
+  // --- page behaviour (here, not inline in the templates: the Content-Security-Policy runs no
+  // inline script or on*= handler, so an injected one cannot run either) ---------------------------
+
+  // Sign out revokes the session on the server, then goes to the sign-in page.
+  function signOut() {
+    const button = document.getElementById("sign-out");
+    if (!button) return;
+    button.addEventListener("click", async () => {
+      await api("POST", "/api/v1/auth/logout");
+      window.location.assign("/console/login");
+    });
+  }
+
+  // <select data-autosubmit> submits its (GET) form when changed.
+  document.addEventListener("change", (event) => {
+    const select = event.target.closest && event.target.closest("select[data-autosubmit]");
+    if (select && select.form) select.form.submit();
+  });
+
+  // The sign-in page: back to the page asked for (only a console page), or the overview.
+  function signIn() {
+    const form = document.getElementById("login");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(form);
+      const result = await api("POST", "/api/v1/auth/login", formJson(form));
+      if (!result.ok) { showProblem(form, result.data); return; }
+      const next = new URLSearchParams(window.location.search).get("next");
+      window.location.assign(next && next.startsWith("/console") ? next : "/console");
+    });
+  }
+
+  // The needs queue: a live refresh waits while someone is in the queue (writing a reason, on a
+  // button or a link), and happens once they leave it. (A filter in hx-trigger would need eval,
+  // which the CSP forbids.)
+  function needsQueue() {
+    const queue = document.getElementById("needs-queue");
+    if (!queue) return;
+    let changed = null;
+    let stale = false;
+    const busy = () => Boolean(queue.querySelector("details[open]")) || queue.contains(document.activeElement);
+    document.addEventListener("htmx:beforeRequest", (event) => {
+      const trigger = event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+      if (event.detail.elt !== queue || !trigger || trigger.type !== "refresh" || !busy()) return;
+      event.preventDefault();
+      stale = true;
+    });
+    const catchUp = () => setTimeout(() => {
+      if (stale && !busy()) { stale = false; window.htmx.trigger(queue, "reload-queue"); }
+    }, 0);
+    queue.addEventListener("focusout", catchUp);
+    document.addEventListener("need-changed", (event) => {
+      const need = event.detail || {};
+      const status = document.getElementById("needs-status");
+      changed = need.id;
+      status.textContent = need.status === "open"
+        ? `Need #${need.id} endorsed: it is now open to regional allocation.`
+        : need.status === "rejected"
+          ? `Need #${need.id} rejected: ${need.rejection_reason}`
+          : `Need #${need.id} is now ${String(need.status).replace(/_/g, " ")}.`;
+      status.focus();
+      window.htmx.trigger(queue, "reload-queue");
+    });
+    document.addEventListener("htmx:afterSwap", (event) => {
+      if (event.target !== queue || changed === null) return;
+      const row = queue.querySelector(`tr[data-need="${changed}"]`);
+      if (row) row.classList.add("just-changed");
+    });
+    // Opening "Reject" puts the cursor in the reason field.
+    document.addEventListener("toggle", (event) => {
+      const details = event.target;
+      if (!details.matches || !details.matches("#needs-queue details.reject")) return;
+      if (details.open) details.querySelector("input[name=reason]")?.focus();
+      else catchUp();
+    }, true);
+  }
+
+  // Administration: the change form's target follows the chosen account (its role starts at the
+  // current one); a CSV import lists every problem by line and field.
+  function adminPage() {
+    const form = document.getElementById("change-user");
+    const pick = document.querySelector("[data-user-select]");
+    if (form && pick) {
+      pick.addEventListener("change", () => {
+        const option = pick.selectedOptions[0];
+        form.dataset.api = `/api/v1/users/${encodeURIComponent(pick.value)}`;
+        form.querySelector('[name="role"]').value = option.dataset.role;
+        document.getElementById("cu-current").textContent = `Now: ${option.dataset.role.replaceAll("_", " ")} (${option.dataset.scope})`;
+        clearErrors(form);
+      });
+    }
+    const upload = document.querySelector("form[data-import]");
+    if (!upload) return;
+    upload.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearErrors(upload);
+      const list = upload.querySelector("[data-problems]");
+      list.replaceChildren();
+      const button = upload.querySelector("[type=submit]");
+      button.disabled = true;
+      try {
+        const result = await api("POST", upload.dataset.import, new FormData(upload));
+        if (result.ok) {
+          const params = new URLSearchParams(window.location.search);
+          params.set("created", result.data.created);
+          params.set("updated", result.data.updated);
+          window.location.assign(`?${params}#registry`);
+          return;
+        }
+        const problem = typeof result.data === "object" && result.data ? result.data : { detail: String(result.data) };
+        const errors = problem.errors || [];
+        const lined = errors.filter((e) => e.line !== undefined && e.line !== null);
+        showProblem(upload, { ...problem, errors: errors.filter((e) => !lined.includes(e)) });
+        lined.forEach((e) => {
+          const item = document.createElement("li");
+          item.textContent = `Line ${e.line}, ${e.field}: ${e.message}`;
+          list.appendChild(item);
+        });
+        upload.querySelector('input[type="file"]').setAttribute("aria-invalid", "true");
+        upload.querySelector('input[type="file"]').focus();
+      } catch (error) {
+        showProblem(upload, { detail: `Could not reach the platform: ${error}` });
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  // console.js is deferred: the document is parsed when it runs.
+  signOut();
+  signIn();
+  needsQueue();
+  adminPage();
   document.addEventListener("DOMContentLoaded", listen);
   window.HealthMesh = { api, showProblem, clearErrors, formJson, el, table };
 })();
