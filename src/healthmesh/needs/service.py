@@ -236,6 +236,15 @@ def list_needs(
     return list(rows), total
 
 
+def _locked(db: Session, need: Need) -> Need:
+    """Re-read the need under a row lock before deciding on it. Decisions are made on its
+    committed state: two focal points endorsing at once, or a cancel racing an allocation's
+    approval, then take turns, and the second sees what the first did (a 409) instead of both
+    succeeding and the last write winning."""
+    db.refresh(need, [column.key for column in Need.__mapper__.column_attrs], with_for_update={"of": Need})
+    return need
+
+
 def _require_editor(actor: Principal, need: Need) -> None:
     if not actor.has(Permission.NEED_WRITE) or not _may_act_for(
         actor, need.jurisdiction_id, need.facility_id
@@ -244,7 +253,7 @@ def _require_editor(actor: Principal, need: Need) -> None:
 
 
 def update(db: Session, actor: Principal, need_id: int, data: NeedUpdate) -> Need:
-    need = get(db, actor, need_id)
+    need = _locked(db, get(db, actor, need_id))
     _require_editor(actor, need)
     if need.status is not NeedStatus.DRAFT:
         raise Conflict(
@@ -260,7 +269,7 @@ def update(db: Session, actor: Principal, need_id: int, data: NeedUpdate) -> Nee
 
 
 def submit(db: Session, actor: Principal, need: Need) -> Need:
-    _require_editor(actor, need)
+    _require_editor(actor, _locked(db, need))
     transition(db, need, Action.SUBMIT, actor)
     need.submitted_at = utcnow()
     return need
@@ -268,6 +277,7 @@ def submit(db: Session, actor: Principal, need: Need) -> Need:
 
 def endorse(db: Session, actor: Principal, need: Need) -> Need:
     """The member's focal point vouches for the need; it then opens to regional allocation."""
+    _locked(db, need)
     if not actor.has(Permission.NEED_ENDORSE) or not actor.covers_jurisdiction(need.jurisdiction_id):
         raise PermissionDenied("only the member's national focal point may endorse its needs")
     transition(db, need, Action.ENDORSE, actor)
@@ -277,6 +287,7 @@ def endorse(db: Session, actor: Principal, need: Need) -> Need:
 
 
 def reject(db: Session, actor: Principal, need: Need, reason: str) -> Need:
+    _locked(db, need)
     if not actor.has(Permission.NEED_ENDORSE) or not actor.covers_jurisdiction(need.jurisdiction_id):
         raise PermissionDenied("only the member's national focal point may reject its needs")
     transition(db, need, Action.REJECT, actor, reason)
@@ -285,6 +296,7 @@ def reject(db: Session, actor: Principal, need: Need, reason: str) -> Need:
 
 
 def cancel(db: Session, actor: Principal, need: Need, reason: str = "") -> Need:
+    _locked(db, need)
     endorser = actor.has(Permission.NEED_ENDORSE) and actor.covers_jurisdiction(need.jurisdiction_id)
     if not endorser:
         _require_editor(actor, need)
