@@ -13,6 +13,7 @@ from healthmesh.ledger.models import (
     LogWitness,
 )
 from healthmesh.logistics.models import Blob, Shipment, ShipmentLine, ShipmentTransition, TemperatureLog
+from healthmesh.mutual_aid.models import MutualAidPlan
 from healthmesh.needs.models import Need, NeedTransition
 from healthmesh.registry.models import (
     Authorisation,
@@ -54,6 +55,7 @@ __all__ = [
     "LoginAttempt",
     "Lot",
     "LotBalance",
+    "MutualAidPlan",
     "Need",
     "NeedTransition",
     "Pledge",

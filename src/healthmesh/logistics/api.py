@@ -47,6 +47,7 @@ def _summary(shipment: Shipment, now: datetime) -> dict[str, Any]:
         "id": shipment.id,
         "code": shipment.code,
         "plan_id": shipment.plan_id,
+        "mutual_aid_plan_id": shipment.mutual_aid_plan_id,
         "source": shipment.source.code,
         "source_member": shipment.source.jurisdiction.iso3,
         "destination": shipment.destination.code,

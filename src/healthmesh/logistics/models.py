@@ -52,6 +52,10 @@ class Shipment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("allocation_plans.id"), nullable=True, index=True)
+    #: or a mutual-aid plan's transfer (a member lending to another) or reserve release
+    mutual_aid_plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mutual_aid_plans.id"), nullable=True, index=True
+    )
     source_facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
     destination_facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
     mode: Mapped[Mode] = mapped_column(_enum(Mode))
@@ -116,6 +120,9 @@ class ShipmentLine(Base):
     lot_id: Mapped[int] = mapped_column(ForeignKey("lots.id"))
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     quantity: Mapped[int] = mapped_column(Integer)
+    #: its units were reserved at the source when it was planned: dispatch takes them from the
+    #: reservation, cancellation releases them
+    from_reservation: Mapped[bool] = mapped_column(Boolean, default=False)
     accepted: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     rejections: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # reason -> units

@@ -161,6 +161,7 @@ class ShipmentOut(BaseModel):
     id: int
     code: str
     plan_id: int | None
+    mutual_aid_plan_id: int | None = None
     source: str
     source_member: str
     destination: str

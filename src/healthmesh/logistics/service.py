@@ -184,29 +184,20 @@ def plan_shipments(
     shipments = []
     for (source, destination), lines in groups.items():
         emergency = any(need.urgency is Urgency.EMERGENCY for _, need, _ in lines)
-        great_circle = routing.route(
-            source.latitude, source.longitude, destination.latitude, destination.longitude, routing.Mode.ROAD
-        ).great_circle_km
-        chosen = mode or routing.default_mode(great_circle, emergency)
-        way = routing.route(
-            source.latitude, source.longitude, destination.latitude, destination.longitude, chosen
+        shipment = _new_shipment(
+            actor,
+            source,
+            destination,
+            mode,
+            emergency=emergency,
+            now=now,
+            note=f"from allocation plan {plan.id}",
         )
-        shipment = Shipment(
-            plan_id=plan.id,
-            source_facility_id=source.id,
-            destination_facility_id=destination.id,
-            mode=chosen,
-            great_circle_km=way.great_circle_km,
-            distance_km=way.distance_km,
-            transit_hours=way.hours,
-            status=S.PLANNED,
-            eta=way.eta(now),
-            created_by=actor.user_id or None,
-        )
-        shipment.source, shipment.destination = source, destination
+        shipment.plan_id = plan.id
         shipment.lines = [
             ShipmentLine(
                 allocation_line_id=line.id,
+                from_reservation=True,
                 need_id=need.id,
                 lot_id=line.lot_id,
                 product_id=lot_product,
@@ -215,19 +206,75 @@ def plan_shipments(
             )
             for line, need, lot_product in lines
         ]
-        shipment.history = [
-            ShipmentTransition(
-                from_status=None,
-                to_status=S.PLANNED,
-                actor_id=actor.user_id or None,
-                at=now,
-                note=f"from allocation plan {plan.id}",
-            )
-        ]
         db.add(shipment)
         shipments.append(shipment)
     db.flush()
     return shipments
+
+
+def plan_reserved_shipment(
+    db: Session,
+    actor: Principal,
+    source: Facility,
+    destination: Facility,
+    lots: Sequence[tuple[Lot, int]],
+    *,
+    note: str,
+    now: datetime | None = None,
+) -> Shipment:
+    """A planned shipment of units already reserved on these lots at `source` (a mutual-aid
+    transfer or reserve release): dispatch takes them from the reservation, cancelling releases
+    them. The caller reserves and sets what the shipment comes from."""
+    shipment = _new_shipment(
+        actor, source, destination, None, emergency=False, now=now or utcnow(), note=note
+    )
+    shipment.lines = [
+        ShipmentLine(
+            lot=lot, product_id=lot.product_id, quantity=units, from_reservation=True, rejections={}
+        )
+        for lot, units in lots
+    ]
+    db.add(shipment)
+    return shipment
+
+
+def _new_shipment(
+    actor: Principal,
+    source: Facility,
+    destination: Facility,
+    mode: routing.Mode | None,
+    *,
+    emergency: bool,
+    now: datetime,
+    note: str,
+) -> Shipment:
+    """A planned shipment between two facilities: mode (given, or by distance and urgency),
+    distance, transit time and ETA, and its first transition."""
+    great_circle = routing.route(
+        source.latitude, source.longitude, destination.latitude, destination.longitude, routing.Mode.ROAD
+    ).great_circle_km
+    chosen = mode or routing.default_mode(great_circle, emergency)
+    way = routing.route(
+        source.latitude, source.longitude, destination.latitude, destination.longitude, chosen
+    )
+    shipment = Shipment(
+        source_facility_id=source.id,
+        destination_facility_id=destination.id,
+        mode=chosen,
+        great_circle_km=way.great_circle_km,
+        distance_km=way.distance_km,
+        transit_hours=way.hours,
+        status=S.PLANNED,
+        eta=way.eta(now),
+        created_by=actor.user_id or None,
+    )
+    shipment.source, shipment.destination = source, destination
+    shipment.history = [
+        ShipmentTransition(
+            from_status=None, to_status=S.PLANNED, actor_id=actor.user_id or None, at=now, note=note
+        )
+    ]
+    return shipment
 
 
 def _group_by_route(
@@ -397,7 +444,7 @@ def _dispatch(db: Session, actor: Principal, shipment: Shipment, at: datetime) -
             at,
             at_destination=False,
             reason=f"dispatched on {shipment.code}",
-            from_reservation=line.allocation_line_id is not None,
+            from_reservation=line.from_reservation,
         )
         for line in shipment.lines
     ]
@@ -422,6 +469,7 @@ def _route_entry(shipment: Shipment) -> dict[str, Any]:
     return {
         "shipment": shipment.code,
         "plan": shipment.plan_id,
+        **({"mutual_aid_plan": shipment.mutual_aid_plan_id} if shipment.mutual_aid_plan_id else {}),
         "from": shipment.source.code,
         "to": shipment.destination.code,
         "mode": shipment.mode.value,
@@ -441,7 +489,7 @@ def _cancel(db: Session, actor: Principal, shipment: Shipment, at: datetime) -> 
             reason=f"{shipment.code} cancelled",
         )
         for line in shipment.lines
-        if line.allocation_line_id is not None
+        if line.from_reservation
     ]
     _record(db, actor, events, f"{shipment.reference}:cancel")
     _return_to_demand(db, actor, shipment, {line.id: line.quantity for line in shipment.lines}, "cancelled")

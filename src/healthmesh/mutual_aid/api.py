@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.csvio import validation_errors
+from healthmesh.db import utcnow
 from healthmesh.errors import InvalidInput
-from healthmesh.mutual_aid import service, transfer
+from healthmesh.logistics.api import shipment_out
+from healthmesh.mutual_aid import approval, service, transfer
 from healthmesh.mutual_aid.model import Policy
-from healthmesh.web.deps import require
+from healthmesh.mutual_aid.models import MutualAidPlan
+from healthmesh.web.deps import DbSession, get_db, require
 
 router = APIRouter(prefix="/api/v1/mutual-aid", tags=["mutual aid"])
+T = TypeVar("T")
 
 Runner = Annotated[Principal, Depends(require(Permission.ALLOCATION_RUN))]
+Reader = Annotated[Principal, Depends(require(Permission.ALLOCATION_READ))]
+Approver = Annotated[Principal, Depends(require(Permission.ALLOCATION_APPROVE))]
 Units = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -71,6 +80,10 @@ class PlanIn(BaseModel):
     supply: list[SupplyIn] = Field(max_length=200_000)
     distances: list[DistanceIn] = Field(max_length=200_000)
     policy: PolicyIn = Field(default_factory=PolicyIn)
+    save: bool = Field(
+        default=False, description="Store the plan for approval (members as ISO3 codes; `product` required)"
+    )
+    product: str | None = Field(default=None, max_length=40, description="The product it moves, to store it")
 
     def inputs(self) -> transfer.Inputs:
         return transfer.Inputs(
@@ -126,12 +139,16 @@ def _policy(raw: Any) -> PolicyIn:
         }
     },
 )
-async def create_plan(request: Request, _: Runner, rows: bool = True) -> dict[str, Any]:
-    """Plan lending between members over the demand's periods (not stored). JSON body as `PlanIn`,
-    or multipart with CSV files `demand`, `supply`, `distances` and an optional `policy` (JSON)."""
+async def create_plan(request: Request, actor: Runner, rows: bool = True) -> dict[str, Any]:
+    """Plan lending between members over the demand's periods. JSON body as `PlanIn`, or multipart
+    with CSV files `demand`, `supply`, `distances` and optional fields `policy` (JSON), `save` and
+    `product`. With `save`, the plan is stored for approval and the answer carries its `id`."""
+    save, product = False, None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
         demand, supply, distances = [await _text(form, name) for name in ("demand", "supply", "distances")]
+        save = str(form.get("save", "")).lower() in ("1", "true", "yes", "on")
+        product = str(form["product"]) if isinstance(form.get("product"), str) else None
         raw_policy = form.get("policy")
         try:
             policy_values = (
@@ -149,5 +166,61 @@ async def create_plan(request: Request, _: Runner, rows: bool = True) -> dict[st
         except ValueError:
             raise InvalidInput.on("body", "not JSON") from None
         policy, inputs = body.policy.policy(), body.inputs()
+        save, product = body.save, body.product
+    if save and not product:
+        raise InvalidInput.on("product", "required to store the plan: the product it moves")
     plan = await run_in_threadpool(service.plan_from_inputs, inputs, policy)
-    return service.plan_to_json(plan, rows=rows)
+    out = service.plan_to_json(plan, rows=rows)
+    if save and product:
+        chosen = product
+
+        def store(db: Session) -> MutualAidPlan:
+            return approval.save(db, actor, chosen, inputs, policy, plan)
+
+        stored = await run_in_threadpool(_in_request_transaction, request, store)
+        out = {"id": stored.id, "status": stored.status.value, "product": product, **out}
+    return out
+
+
+def _in_request_transaction(request: Request, work: Callable[[Session], T]) -> T:
+    """`work` in the request's transaction, opened only now: the plan is solved (seconds) before
+    it, so on SQLite no write lock is held while HiGHS runs. `get_db` still commits or rolls back."""
+    override = request.app.dependency_overrides.get(get_db)  # as FastAPI would resolve it
+    with contextmanager(override)() if override else contextmanager(get_db)(request) as db:
+        return work(db)
+
+
+@router.get("/plans/{plan_id}")
+def get_plan(plan_id: int, db: DbSession, _: Reader) -> dict[str, Any]:
+    """A stored plan: its status, who decided, and the plan as it was computed."""
+    return _stored_out(approval.get(db, plan_id))
+
+
+@router.post("/plans/{plan_id}/approve")
+def approve_plan(plan_id: int, db: DbSession, actor: Approver) -> dict[str, Any]:
+    """Approve a stored plan: its first period's transfers and reserve releases are reserved at
+    the senders (national warehouses, reserve depots; earliest expiry first) and planned as
+    shipments to the receivers' national warehouses, all or nothing (409 naming any sender
+    short of units). Logged in the transparency log."""
+    stored, shipments = approval.approve(db, actor, plan_id)
+    now = utcnow()
+    return {
+        **_stored_out(stored, plan=False),
+        "shipments": [shipment_out(s, now).model_dump(mode="json") for s in shipments],
+    }
+
+
+def _stored_out(stored: MutualAidPlan, *, plan: bool = True) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "status": stored.status.value,
+        "product": stored.product.code,
+        "first_period": stored.first_period.isoformat(),
+        "inputs_digest": stored.inputs_digest,
+        "created_at": stored.created_at.isoformat(),
+        "decided_at": stored.decided_at.isoformat() if stored.decided_at else None,
+        "first_period_moves": [
+            {"from": m.source, "to": m.target, "units": m.units} for m in approval.first_moves(stored.plan)
+        ],
+        **({"plan": stored.plan} if plan else {}),
+    }
