@@ -14,7 +14,10 @@ large import is killed once its uncommitted pages are spilling into the write-ah
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +32,10 @@ from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.engine import make_url
 
 from healthmesh.accounts.access import Role
+from healthmesh.config import load_settings
 from healthmesh.db import make_engine
+from healthmesh.ledger import notes
+from healthmesh.ledger import service as ledger
 from tests import hardening_server as hs
 
 pytestmark = pytest.mark.slow
@@ -492,3 +498,66 @@ def test_the_log_matches_the_database(crash: Crash) -> None:
     """The killed decisions left no entry; the retried ones have exactly one each; it verifies."""
     assert crash.after["log size"] == crash.before["log size"]
     assert hs.log_problems(crash.world.server.url, crash.world.engine) == []
+
+
+# --- the log's signing key -----------------------------------------------------------------------
+
+#: Made to die by SIGKILL at the worst moment: when the key's file descriptor is opened for
+#: writing (the `open` audit event on a bare descriptor), after the file was created and before a
+#: byte of the key reached it.
+KILLED_WRITING_THE_KEY = """
+import os, signal, sys
+from healthmesh.config import Settings
+from healthmesh.ledger import service
+
+def die_on_fdopen(event, args):
+    if event == "open" and isinstance(args[0], int):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+settings = Settings(data_dir=sys.argv[1], secret_key="x")
+sys.addaudithook(die_on_fdopen)
+service.load_signer(settings)
+"""
+
+
+def test_a_kill_while_the_log_key_is_written_leaves_no_half_key(tmp_path: Path) -> None:
+    """The signing key is made on first use; a server killed while writing it must not leave a
+    key file that no later start can read (the log could never sign a checkpoint again)."""
+    killed = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", KILLED_WRITING_THE_KEY, str(tmp_path)], capture_output=True, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    settings = load_settings(data_dir=tmp_path, secret_key="x")
+    signer = ledger.load_signer(settings)
+    assert notes.parse_signer_key(ledger.key_path(settings).read_text().strip()).name == signer.name
+
+
+def _load_key_at_once(settings: Any, workers: int) -> tuple[set[str], list[str]]:
+    """`workers` threads loading the log's key at the same moment: the keys read, the errors."""
+    barrier = threading.Barrier(workers)
+    keys: set[str] = set()
+    errors: list[str] = []
+
+    def load() -> None:
+        barrier.wait()
+        try:
+            keys.add(ledger.load_signer(settings).verifier().vkey)
+        except Exception as exc:  # collected: the test names them
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return keys, errors
+
+
+def test_workers_making_the_log_key_at_once_all_read_a_whole_one(tmp_path: Path) -> None:
+    """Workers started together sign their first checkpoints at once: each must read the same
+    complete key, never the file another is still writing (one fresh data directory a trial)."""
+    for trial in range(40):
+        settings = load_settings(data_dir=tmp_path / str(trial), secret_key="x")
+        keys, errors = _load_key_at_once(settings, workers=4)
+        assert errors == [], f"trial {trial}"
+        assert len(keys) == 1, f"trial {trial}: workers signed with different keys"

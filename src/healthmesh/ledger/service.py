@@ -10,9 +10,11 @@ records.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -186,15 +188,30 @@ def load_signer(settings: Settings) -> notes.Signer:
     path = key_path(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        skey, _ = notes.generate_key(origin(settings))
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(skey + "\n")
+        _write_key(path, notes.generate_key(origin(settings))[0])
     return notes.parse_signer_key(path.read_text().strip())
+
+
+def _write_key(path: Path, skey: str) -> None:
+    """Write the key whole to a private temporary file, sync it, then link it into place: the key
+    file appears complete or not at all, so neither a worker starting at the same moment nor a
+    restart after a kill halfway ever reads a partial key. If another process linked its key
+    first, theirs is kept."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".ledger-key-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(skey + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the link itself survives a power cut
+        finally:
+            os.close(directory)
+    finally:
+        os.unlink(temporary)
 
 
 def latest_checkpoint(db: Session) -> LogCheckpoint | None:
