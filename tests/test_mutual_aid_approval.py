@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from healthmesh import migrate
+from healthmesh.cli import app
+from healthmesh.db import make_engine, make_sessionmaker
 from healthmesh.ledger.models import LogEntry
 from healthmesh.logistics.models import Shipment
 from healthmesh.mutual_aid.models import MutualAidPlan
@@ -326,3 +331,44 @@ def test_a_plan_to_store_needs_registry_members_and_a_product(
     assert db.scalar(select(func.count()).select_from(MutualAidPlan)) == 0
     missing = client.post("/api/v1/mutual-aid/plans/999/approve", headers=actors["coordinator"].headers)
     assert missing.status_code == 404
+
+
+def test_cli_stores_and_approves_a_plan(
+    fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import region as region_fixture
+
+    migrate.upgrade(fresh_database_url)
+    engine = make_engine(fresh_database_url)
+    with make_sessionmaker(engine)() as db:
+        world = region_fixture.__wrapped__(db)  # type: ignore[attr-defined]
+        made = warehouses.__wrapped__(db, world)  # type: ignore[attr-defined]
+        tha = made["THA"].id
+        db.commit()
+    monkeypatch.setenv("HEALTHMESH_DATABASE_URL", fresh_database_url)
+    monkeypatch.setenv("HEALTHMESH_DATA_DIR", str(tmp_path / "data"))
+    body = staggered_peaks()
+    (tmp_path / "d.csv").write_text(
+        "member,date,units\n" + "".join(f"{d['member']},{d['date']},{d['units']}\n" for d in body["demand"])
+    )
+    (tmp_path / "s.csv").write_text("member,units\nTHA,30\n")
+    (tmp_path / "x.csv").write_text("from,to,distance,delay\nTHA,LAO,520,0\nLAO,THA,520,0\n")
+    files = ["--demand", str(tmp_path / "d.csv"), "--supply", str(tmp_path / "s.csv")]
+    files += ["--distances", str(tmp_path / "x.csv"), "--delay", "0"]
+    refused = CliRunner().invoke(app, ["mutual-aid", "plan", *files, "--save"])
+    assert refused.exit_code != 0  # no product named
+    stored = CliRunner().invoke(
+        app, ["mutual-aid", "plan", *files, "--save", "--product", PRODUCT, "--format", "json"]
+    )
+    assert stored.exit_code == 0, stored.output
+    plan_id = json.loads(stored.stdout)["id"]
+    approved = CliRunner().invoke(app, ["mutual-aid", "approve", str(plan_id)])
+    assert approved.exit_code == 0, approved.output
+    assert "THA-NW-01 -> LAO-NW-01: 20 units" in approved.stdout
+    again = CliRunner().invoke(app, ["mutual-aid", "approve", str(plan_id)])
+    assert again.exit_code != 0
+    with make_sessionmaker(engine)() as db:
+        reserved = db.scalar(select(func.sum(LotBalance.reserved)).where(LotBalance.facility_id == tha))
+        assert reserved == 20
+        assert db.scalar(select(func.count()).select_from(Shipment)) == 1
+    engine.dispose()

@@ -836,10 +836,19 @@ def mutual_aid_plan(
     objective: Annotated[str, typer.Option(help="shortfall or equity")] = "shortfall",
     time_limit: Annotated[float, typer.Option(min=1, help="Seconds per HiGHS run")] = 120.0,
     output: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    save: Annotated[
+        bool, typer.Option(help="Store the plan for approval (members as ISO3 codes; needs --product)")
+    ] = False,
+    product: Annotated[str | None, typer.Option(help="The product the plan moves (with --save)")] = None,
+    as_user: Annotated[str | None, typer.Option("--as", help="Store as this user (with --save)")] = None,
 ) -> None:
-    """Plan transfers between members, period by period, from three CSV files (no database)."""
-    from healthmesh.mutual_aid import service
+    """Plan transfers between members, period by period, from three CSV files (the database only
+    with --save: the plan is stored for `healthmesh mutual-aid approve`)."""
+    from healthmesh.mutual_aid import approval, service, transfer
     from healthmesh.mutual_aid.model import Policy
+
+    if save and not product:
+        raise typer.BadParameter("--save needs the product the plan moves", param_hint="--product")
 
     policy = Policy(
         delay_periods=delay,
@@ -854,18 +863,31 @@ def mutual_aid_plan(
         objective=objective,  # type: ignore[arg-type]  # checked by the service
         time_limit_seconds=time_limit,
     )
+    stored_id = None
     try:
-        plan = service.plan_from_csv(
+        inputs = transfer.from_csv(
             demand.read_text(encoding="utf-8"),
             supply.read_text(encoding="utf-8"),
             distances.read_text(encoding="utf-8"),
-            policy,
         )
+        plan = service.plan_from_inputs(inputs, policy)
+        if save and product:
+            settings = _settings()
+            migrate.upgrade(settings.effective_database_url)
+            factory = make_sessionmaker(make_engine(settings.effective_database_url))
+            with unit_of_work(factory) as db:
+                stored_id = approval.save(db, _actor(db, as_user), product, inputs, policy, plan).id
     except DomainError as exc:
         raise _fail(exc) from None
     if output == "json":
-        typer.echo(json.dumps(service.plan_to_json(plan), indent=1))
+        body = service.plan_to_json(plan)
+        typer.echo(json.dumps({"id": stored_id, **body} if stored_id else body, indent=1))
         return
+    if stored_id:
+        console.print(
+            f"stored as mutual-aid plan {stored_id}: "
+            f"approve it with `healthmesh mutual-aid approve {stored_id}`"
+        )
     t, s = plan.totals, plan.solver
     console.print(
         f"{len(plan.members)} members x {len(plan.periods)} periods; {s.kind} {s.status} in "
@@ -885,6 +907,39 @@ def mutual_aid_plan(
             move.period, move.source, move.target, move.arrives, f"{move.units:,.1f}", f"{move.distance:,.1f}"
         )
     console.print(table)
+
+
+@mutual_aid_app.command("approve")
+def mutual_aid_approve(
+    plan_id: Annotated[int, typer.Argument(help="A plan stored with `plan --save`")],
+    as_user: Annotated[
+        str | None, typer.Option("--as", help="Approve as this user (role and scope apply)")
+    ] = None,
+) -> None:
+    """Approve a stored plan: its first period's transfers and reserve releases are reserved at the
+    senders and planned as shipments, all or nothing, and logged."""
+    from healthmesh.accounts.access import Permission
+    from healthmesh.errors import PermissionDenied
+    from healthmesh.mutual_aid import approval
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.effective_database_url))
+    try:
+        with unit_of_work(factory) as db:
+            actor = _actor(db, as_user)
+            if not actor.has(Permission.ALLOCATION_APPROVE):
+                raise PermissionDenied(f"{actor.username} may not approve plans")
+            stored, shipments = approval.approve(db, actor, plan_id)
+            lines = [
+                f"{s.code} {s.source.code} -> {s.destination.code}: "
+                f"{sum(line.quantity for line in s.lines)} units"
+                for s in shipments
+            ]
+    except DomainError as exc:
+        raise _fail(exc) from None
+    console.print(f"mutual-aid plan {stored.id} approved: {len(lines)} shipments planned")
+    for line in lines:
+        console.print(f"  {line}")
 
 
 if __name__ == "__main__":
