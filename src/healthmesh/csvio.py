@@ -49,38 +49,68 @@ def validation_errors(exc: ValidationError, line: int | None = None) -> list[Fie
 def read_csv(
     text: str, *, columns: Sequence[str], required: Iterable[str], list_columns: Iterable[str] = ()
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[FieldError]]:
-    """Rows of a CSV as (line, values) with empty cells dropped; header problems as errors on line 1."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    """Rows of a CSV as (line, values) with empty cells dropped; header problems as errors on line 1.
+
+    Any line ending is read (newline="" lets the csv module see a lone CR, as old Mac spreadsheets
+    write it); a file the csv module cannot read (a cell over its size limit) is an error on
+    the line where reading stopped, never an exception."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         return [], [FieldError("header", "the file is empty", 1)]
-    errors = [FieldError(name, "unknown column", 1) for name in header if name not in columns]
+    except csv.Error as exc:
+        return [], [FieldError("header", f"unreadable CSV: {exc}", max(reader.line_num, 1))]
+    errors = [
+        FieldError(name, "unknown column", 1) if name else FieldError("header", f"column {i} has no name", 1)
+        for i, name in enumerate(header, start=1)
+        if name not in columns
+    ]
     errors += [FieldError(name, "required column missing", 1) for name in required if name not in header]
-    errors += [FieldError(name, "column appears twice", 1) for name in set(header) if header.count(name) > 1]
+    errors += [
+        FieldError(name, "column appears twice", 1) for name in set(header) if name and header.count(name) > 1
+    ]
     if errors:
         return [], errors
-    listed = [name for name in header if name in set(list_columns)]
-    width = len(header)
     rows: list[tuple[int, dict[str, Any]]] = []
-    for cells in reader:
-        line = reader.line_num
-        if len(cells) != width:
-            if cells and any(cell.strip() for cell in cells):
-                errors.append(FieldError("row", f"{len(cells)} cells, expected {width}", line))
-            continue
-        values: dict[str, Any] = {
-            name: cell.strip() for name, cell in zip(header, cells, strict=True) if cell
-        }
-        for name in listed:
-            cell = values.pop(name, "")
-            values[name] = [item.strip() for item in cell.split(LIST_SEPARATOR) if item.strip()]
-        if not any(values.values()) and not listed:
-            continue
-        for name in [name for name, value in values.items() if value == ""]:
-            del values[name]
-        rows.append((line, values))
+    end = reader.line_num  # a record is named by the line it starts on (a quoted cell may span lines)
+    try:
+        for cells in reader:
+            _read_row(end + 1, cells, header, list_columns, rows, errors)
+            end = reader.line_num
+    except csv.Error as exc:
+        errors.append(FieldError("row", f"unreadable CSV: {exc}", end + 1))
     return rows, errors
+
+
+def _read_row(
+    line: int,
+    cells: list[str],
+    header: list[str],
+    list_columns: Iterable[str],
+    rows: list[tuple[int, dict[str, Any]]],
+    errors: list[FieldError],
+) -> None:
+    """One data line as values (or a cell-count error); blank lines are skipped."""
+    width = len(header)
+    if len(cells) != width:
+        if cells and any(cell.strip() for cell in cells):
+            errors.append(FieldError("row", f"{len(cells)} cells, expected {width}", line))
+        return
+    values: dict[str, Any] = {name: cell.strip() for name, cell in zip(header, cells, strict=True) if cell}
+    nul = [name for name, cell in values.items() if "\x00" in cell]
+    if nul:  # no database stores it in text (PostgreSQL refuses it), and no real value holds one
+        errors.extend(FieldError(name, "contains a NUL character", line) for name in nul)
+        return
+    listed = [name for name in header if name in set(list_columns)]
+    for name in listed:
+        cell = values.pop(name, "")
+        values[name] = [item.strip() for item in cell.split(LIST_SEPARATOR) if item.strip()]
+    if not any(values.values()) and not listed:
+        return
+    for name in [name for name, value in values.items() if value == ""]:
+        del values[name]
+    rows.append((line, values))
 
 
 def validate_rows(
@@ -97,8 +127,10 @@ def validate_rows(
 
 
 def write_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """RFC 4180 text: CRLF ends a record, so the writer quotes every cell holding a CR or LF (with
+    LF alone, a lone CR in a name went out unquoted and split the record when read back)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({name: _cell(row.get(name)) for name in columns})

@@ -23,6 +23,7 @@ from healthmesh.accounts.schemas import (
     UserUpdate,
 )
 from healthmesh.errors import FieldError, PermissionDenied
+from healthmesh.registry.schemas import RowId
 from healthmesh.web.deps import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -176,7 +177,7 @@ def create_token(data: TokenCreate, db: DbSession, principal: Self_) -> TokenCre
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut)
-def revoke_token(token_id: int, db: DbSession, principal: Self_) -> TokenOut:
+def revoke_token(token_id: RowId, db: DbSession, principal: Self_) -> TokenOut:
     """Revoke one of your tokens (an administrator may revoke anyone's)."""
     return TokenOut.model_validate(service.revoke_token(db, principal, token_id))
 

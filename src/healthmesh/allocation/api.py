@@ -15,6 +15,7 @@ from healthmesh.allocation import builder, policies, service
 from healthmesh.allocation.models import AllocationPlan, AllocationResult, PlanStatus
 from healthmesh.errors import InvalidInput
 from healthmesh.needs import service as needs_service
+from healthmesh.registry.schemas import RowId
 from healthmesh.web.deps import DbSession, require
 
 router = APIRouter(prefix="/api/v1/allocation", tags=["allocation"])
@@ -182,24 +183,24 @@ def list_plans(
 
 
 @router.get("/plans/{plan_id}", response_model=PlanDetailOut)
-def get_plan(plan_id: int, db: DbSession, actor: Reader) -> PlanDetailOut:
+def get_plan(plan_id: RowId, db: DbSession, actor: Reader) -> PlanDetailOut:
     """A plan with its lines and each need's result and explanation (a member sees its own)."""
     return _detail(service.get_plan(db, plan_id), actor)
 
 
 @router.post("/plans/{plan_id}/approve", response_model=PlanOut)
-def approve(plan_id: int, db: DbSession, actor: Approver) -> PlanOut:
+def approve(plan_id: RowId, db: DbSession, actor: Approver) -> PlanOut:
     """Approve: reserve every line's stock and move the needs on; fails cleanly if stock is gone."""
     return _out(service.approve(db, actor, plan_id))
 
 
 @router.post("/plans/{plan_id}/reject", response_model=PlanOut)
-def reject(plan_id: int, data: DecisionIn, db: DbSession, actor: Approver) -> PlanOut:
+def reject(plan_id: RowId, data: DecisionIn, db: DbSession, actor: Approver) -> PlanOut:
     return _out(service.reject(db, actor, plan_id, data.note))
 
 
 @router.get("/needs/{need_id}/explanations", response_model=list[ResultOut])
-def need_explanations(need_id: int, db: DbSession, actor: Reader) -> list[ResultOut]:
+def need_explanations(need_id: RowId, db: DbSession, actor: Reader) -> list[ResultOut]:
     """Why a need got what it got, in every plan that considered it."""
     needs_service.get(db, actor, need_id)  # out of scope: 404
     rows = db.scalars(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.changes import service
+from healthmesh.registry.schemas import Position
 from healthmesh.web.deps import require
 
 router = APIRouter(prefix="/api/v1", tags=["changes"])
@@ -42,8 +43,8 @@ def _frame(event_id: int, topic: str, payload: dict[str, object]) -> str:
 async def stream(
     request: Request,
     principal: Subscriber,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Start after this change id (default: now)")] = None,
+    last_event_id: Annotated[Position | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[Position | None, Query(description="Start after this change id (default: now)")] = None,
     max_seconds: Annotated[
         float, Query(gt=0, le=3600, description="Close after this long; clients reconnect")
     ] = 300,

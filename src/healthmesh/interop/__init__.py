@@ -57,10 +57,32 @@ def validation_errors(exc: ValidationError, prefix: str = "") -> list[FieldError
     ]
 
 
+def _nul_paths(value: Any, loc: list[int | str]) -> list[list[int | str]]:
+    """Where a string (a value or a key) holds a NUL character, which no database stores in text."""
+    if isinstance(value, str):
+        return [loc] if "\x00" in value else []
+    if isinstance(value, dict):
+        out = []
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                out.append(loc)
+            out += _nul_paths(item, [*loc, key])
+        return out
+    if isinstance(value, list):
+        return [path for index, item in enumerate(value) for path in _nul_paths(item, [*loc, index])]
+    return []
+
+
 def parse(model: type[R], body: Any, prefix: str = "") -> R:
     """Validate a resource with fhir.resources; every structural problem named by its path."""
     if not isinstance(body, dict):
         raise InvalidInput.on(fhir_path([], prefix), f"expected a FHIR {model.__name__} JSON object")
+    nul = _nul_paths(body, [])
+    if nul:
+        raise InvalidInput(
+            f"not a valid FHIR R5 {model.__name__}; nothing was recorded",
+            [FieldError(fhir_path(loc, prefix), "contains a NUL character") for loc in nul],
+        )
     if body.get("resourceType") != model.__name__:
         raise InvalidInput.on(
             fhir_path(["resourceType"], prefix),
@@ -93,9 +115,13 @@ def whole_number(value: Decimal | None) -> int | None:
 
 
 def as_datetime(value: Any) -> datetime | None:
-    """A FHIR dateTime as an aware datetime: a date is its midnight UTC; a bare year/month is refused."""
+    """A FHIR dateTime as an aware UTC datetime: a date is its midnight UTC; a bare year/month, or a
+    time that leaves the calendar once converted to UTC (9999-12-31T23:00:00-05:00), is refused."""
     if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        except OverflowError:
+            return None
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     return None

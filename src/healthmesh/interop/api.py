@@ -19,6 +19,7 @@ from healthmesh.accounts.access import Permission, Principal
 from healthmesh.interop import FHIR_JSON, inventory_report, supply_delivery, supply_request
 from healthmesh.interop.inventory_report import CountType
 from healthmesh.needs import service as needs
+from healthmesh.registry.schemas import Position, RowId
 from healthmesh.supply.schemas import UtcDateTime
 from healthmesh.web.deps import DbSession, require
 
@@ -80,7 +81,7 @@ def import_inventory_report(body: FhirBody, db: DbSession, actor: StockWriter) -
 
 
 @router.get("/SupplyRequest/{need_id}", response_class=FhirResponse)
-def read_supply_request(need_id: int, db: DbSession, actor: NeedReader) -> FhirResponse:
+def read_supply_request(need_id: RowId, db: DbSession, actor: NeedReader) -> FhirResponse:
     return FhirResponse(supply_request.to_json(needs.get(db, actor, need_id)))
 
 
@@ -94,7 +95,7 @@ def search_supply_requests(
         Query(alias="status", description="draft, active, completed, cancelled, or a need status"),
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
+    offset: Annotated[Position, Query(alias="_offset")] = 0,
 ) -> FhirResponse:
     """Needs within your scope as a Bundle (type collection) of SupplyRequests."""
     statuses = supply_request.statuses_of(status_ or [])
@@ -148,7 +149,7 @@ def search_supply_deliveries(
     actor: ShipmentReader,
     shipment: Annotated[str, Query(description="Shipment id (123) or code (SHP-000123)")],
     count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(alias="_offset", ge=0)] = 0,
+    offset: Annotated[Position, Query(alias="_offset")] = 0,
 ) -> FhirResponse:
     """A shipment's lines as a searchset Bundle of SupplyDeliveries; a shipment outside your scope
     (or not dispatched yet) matches nothing."""

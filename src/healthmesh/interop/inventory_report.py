@@ -377,7 +377,12 @@ class _Reader:
         listing = (self.report.inventoryListing or [])[index]
         when = as_datetime(listing.countingDateTime) or as_datetime(self.report.reportedDateTime)
         if when is None:
-            self.errors.append(FieldError("reportedDateTime", "give at least a full date"))
+            self.errors.append(
+                FieldError(
+                    "reportedDateTime",
+                    "give at least a full date (one that stays within the calendar in UTC)",
+                )
+            )
             return utcnow()
         return when
 

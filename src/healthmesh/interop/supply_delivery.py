@@ -691,7 +691,12 @@ class _Reader:
         if resource.occurrenceDateTime is not None:
             when = as_datetime(resource.occurrenceDateTime)
             if when is None:
-                errors.append(FieldError(posted.at("occurrenceDateTime"), "give at least a full date"))
+                errors.append(
+                    FieldError(
+                        posted.at("occurrenceDateTime"),
+                        "give at least a full date (one that stays within the calendar in UTC)",
+                    )
+                )
             else:
                 times.append((when, posted.at("occurrenceDateTime")))
         elif resource.occurrencePeriod is not None or resource.occurrenceTiming is not None:

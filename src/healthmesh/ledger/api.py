@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
@@ -22,6 +23,9 @@ from healthmesh.web.deps import DbSession, Public, get_settings
 router = APIRouter(prefix="/api/v1/ledger", tags=["transparency log"], dependencies=[Public])
 NOTE = "text/plain; charset=utf-8"
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+#: A size of, or an index into, the log: a trillion entries is far beyond any real log, and keeps
+#: every position derived from it (start + 1000, tree nodes) inside the database's BIGINT.
+LogSize = Annotated[int, Ge(0), Le(2**40)]
 
 
 class EntryOut(BaseModel):
@@ -63,15 +67,15 @@ def checkpoint(
 
 
 @router.get("/checkpoints/{size}", response_class=PlainTextResponse)
-def checkpoint_of_size(size: int, db: DbSession) -> PlainTextResponse:
+def checkpoint_of_size(size: LogSize, db: DbSession) -> PlainTextResponse:
     return PlainTextResponse(service.cosigned_note(db, service.checkpoint_at(db, size)), media_type=NOTE)
 
 
 @router.get("/entries", response_model=list[EntryOut])
 def entries(
     db: DbSession,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=0, description="Exclusive; at most 1,000 entries per call")] = None,
+    start: Annotated[LogSize, Query()] = 0,
+    end: Annotated[LogSize | None, Query(description="Exclusive; at most 1,000 entries per call")] = None,
 ) -> list[EntryOut]:
     stop = end if end is not None else start + 1000
     return [EntryOut(**row) for row in service.entries_with_hashes(db, start, stop)]
@@ -79,7 +83,7 @@ def entries(
 
 @router.get("/proofs/inclusion", response_model=InclusionOut)
 def inclusion(
-    db: DbSession, index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
+    db: DbSession, index: Annotated[LogSize, Query()], size: Annotated[LogSize, Query(ge=1)]
 ) -> InclusionOut:
     proof = service.inclusion_proof(db, index, size)
     entry = service.entries_with_hashes(db, index, index + 1)
@@ -90,7 +94,7 @@ def inclusion(
 
 @router.get("/proofs/consistency", response_model=ConsistencyOut)
 def consistency(
-    db: DbSession, old: Annotated[int, Query(ge=0)], new: Annotated[int, Query(ge=0)]
+    db: DbSession, old: Annotated[LogSize, Query()], new: Annotated[LogSize, Query()]
 ) -> ConsistencyOut:
     return ConsistencyOut(
         old_size=old, new_size=new, proof=service.proof_lines(service.consistency_proof(db, old, new))

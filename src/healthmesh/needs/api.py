@@ -13,6 +13,7 @@ from healthmesh.errors import InvalidInput
 from healthmesh.needs import service, transfer
 from healthmesh.needs.schemas import NeedIn, NeedOut, NeedUpdate, RejectIn
 from healthmesh.needs.workflow import NeedStatus, Urgency
+from healthmesh.registry.schemas import RowId
 from healthmesh.web.deps import DbSession, Page, require
 from healthmesh.web.pagination import PageOut
 
@@ -76,34 +77,34 @@ def list_needs(
 
 
 @router.get("/{need_id}", response_model=NeedOut)
-def get_need(need_id: int, db: DbSession, actor: NeedReader) -> NeedOut:
+def get_need(need_id: RowId, db: DbSession, actor: NeedReader) -> NeedOut:
     return service.to_out(service.get(db, actor, need_id), with_history=True)
 
 
 @router.patch("/{need_id}", response_model=NeedOut)
-def update_need(need_id: int, data: NeedUpdate, db: DbSession, actor: NeedWriter) -> NeedOut:
+def update_need(need_id: RowId, data: NeedUpdate, db: DbSession, actor: NeedWriter) -> NeedOut:
     """Edit a draft."""
     return service.to_out(service.update(db, actor, need_id, data), with_history=True)
 
 
 @router.post("/{need_id}/submit", response_model=NeedOut)
-def submit_need(need_id: int, db: DbSession, actor: NeedWriter) -> NeedOut:
+def submit_need(need_id: RowId, db: DbSession, actor: NeedWriter) -> NeedOut:
     return service.to_out(service.submit(db, actor, service.get(db, actor, need_id)), with_history=True)
 
 
 @router.post("/{need_id}/endorse", response_model=NeedOut)
-def endorse_need(need_id: int, db: DbSession, actor: Endorser) -> NeedOut:
+def endorse_need(need_id: RowId, db: DbSession, actor: Endorser) -> NeedOut:
     """The member's national focal point endorses the need; it opens to regional allocation."""
     return service.to_out(service.endorse(db, actor, service.get(db, actor, need_id)), with_history=True)
 
 
 @router.post("/{need_id}/reject", response_model=NeedOut)
-def reject_need(need_id: int, data: RejectIn, db: DbSession, actor: Endorser) -> NeedOut:
+def reject_need(need_id: RowId, data: RejectIn, db: DbSession, actor: Endorser) -> NeedOut:
     return service.to_out(
         service.reject(db, actor, service.get(db, actor, need_id), data.reason), with_history=True
     )
 
 
 @router.post("/{need_id}/cancel", response_model=NeedOut)
-def cancel_need(need_id: int, db: DbSession, actor: NeedWriter) -> NeedOut:
+def cancel_need(need_id: RowId, db: DbSession, actor: NeedWriter) -> NeedOut:
     return service.to_out(service.cancel(db, actor, service.get(db, actor, need_id)), with_history=True)

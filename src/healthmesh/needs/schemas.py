@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from healthmesh.needs.workflow import NeedStatus, Urgency
-from healthmesh.registry.schemas import Code, Iso3
+from healthmesh.registry.schemas import MAX_INT, Code, Iso3
 
 
 class NeedIn(BaseModel):
@@ -23,7 +23,7 @@ class NeedIn(BaseModel):
     urgency: Urgency = Urgency.ROUTINE
     needed_by: date
     justification: str = Field(default="", max_length=2000)
-    population_served: int = Field(default=0, ge=0)
+    population_served: int = Field(default=0, ge=0, le=MAX_INT)
     submit: bool = Field(default=False, description="Submit at once instead of keeping a draft")
     external_id: str | None = Field(default=None, max_length=128)
 
@@ -41,7 +41,7 @@ class NeedUpdate(BaseModel):
     urgency: Urgency | None = None
     needed_by: date | None = None
     justification: str | None = Field(default=None, max_length=2000)
-    population_served: int | None = Field(default=None, ge=0)
+    population_served: int | None = Field(default=None, ge=0, le=MAX_INT)
 
 
 class RejectIn(BaseModel):

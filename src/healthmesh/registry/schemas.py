@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Self
 
+from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from healthmesh.registry.codes import normalise_gtin, validate_iso3, validate_time_zone
@@ -47,6 +48,17 @@ Authority = Annotated[str, AfterValidator(_authority)]
 Code = Annotated[str, Field(min_length=2, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
+#: Bounds of the storage columns, so an out-of-range number is a 422 naming its field and never a
+#: database error (PostgreSQL INTEGER and BIGINT; SQLite's integers are 64-bit).
+MAX_INT = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+#: A row id in a path or a query (tables key on INTEGER).
+RowId = Annotated[int, Ge(1), Le(MAX_INT)]
+#: A count stored in an INTEGER column.
+Count = Annotated[int, Ge(0), Le(MAX_INT)]
+#: A position in a list or a log (offsets, change ids, log indices): BIGINT at most.
+Position = Annotated[int, Ge(0), Le(MAX_BIGINT)]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -63,7 +75,7 @@ class JurisdictionFields(Strict):
     name: Name
     blocs: list[Bloc] = Field(default_factory=list)
     income_group: IncomeGroup
-    population: int = Field(ge=0)
+    population: int = Field(ge=0, le=MAX_BIGINT)
     data_protection_regime: str = Field(default="", max_length=200)
     time_zones: list[TimeZone] = Field(min_length=1)
     capital: str = Field(default="", max_length=120)
@@ -77,7 +89,7 @@ class JurisdictionUpdate(Strict):
     name: Name | None = None
     blocs: list[Bloc] | None = None
     income_group: IncomeGroup | None = None
-    population: int | None = Field(default=None, ge=0)
+    population: int | None = Field(default=None, ge=0, le=MAX_BIGINT)
     data_protection_regime: str | None = Field(default=None, max_length=200)
     time_zones: list[TimeZone] | None = Field(default=None, min_length=1)
     capital: str | None = Field(default=None, max_length=120)
@@ -108,7 +120,7 @@ class FacilityFields(Strict):
     cold_chain_2_8: bool = False
     cold_chain_minus20: bool = False
     cold_chain_minus70: bool = False
-    icu_beds: int = Field(default=0, ge=0)
+    icu_beds: int = Field(default=0, ge=0, le=MAX_INT)
     oxygen_plant: bool = False
     lab_biosafety_level: int | None = Field(default=None, ge=1, le=4)
     active: bool = True
@@ -128,7 +140,7 @@ class FacilityUpdate(Strict):
     cold_chain_2_8: bool | None = None
     cold_chain_minus20: bool | None = None
     cold_chain_minus70: bool | None = None
-    icu_beds: int | None = Field(default=None, ge=0)
+    icu_beds: int | None = Field(default=None, ge=0, le=MAX_INT)
     oxygen_plant: bool | None = None
     lab_biosafety_level: int | None = Field(default=None, ge=1, le=4)
     active: bool | None = None
@@ -161,12 +173,12 @@ class ProductFields(Strict):
     name: Name
     category: ProductCategory
     unit_of_issue: str = Field(min_length=1, max_length=32)
-    pack_size: int = Field(default=1, gt=0)
+    pack_size: int = Field(default=1, gt=0, le=MAX_INT)
     storage_condition: StorageCondition
     min_temp_c: float = Field(ge=-100, le=60)
     max_temp_c: float = Field(ge=-100, le=60)
-    excursion_tolerance_minutes: int = Field(default=0, ge=0)
-    shelf_life_days: int = Field(gt=0)
+    excursion_tolerance_minutes: int = Field(default=0, ge=0, le=MAX_INT)
+    shelf_life_days: int = Field(gt=0, le=MAX_INT)
     is_discrete_equipment: bool = False
     who_listing: WhoListing | None = None
 
@@ -186,12 +198,12 @@ class ProductUpdate(Strict):
     name: Name | None = None
     category: ProductCategory | None = None
     unit_of_issue: str | None = Field(default=None, min_length=1, max_length=32)
-    pack_size: int | None = Field(default=None, gt=0)
+    pack_size: int | None = Field(default=None, gt=0, le=MAX_INT)
     storage_condition: StorageCondition | None = None
     min_temp_c: float | None = Field(default=None, ge=-100, le=60)
     max_temp_c: float | None = Field(default=None, ge=-100, le=60)
-    excursion_tolerance_minutes: int | None = Field(default=None, ge=0)
-    shelf_life_days: int | None = Field(default=None, gt=0)
+    excursion_tolerance_minutes: int | None = Field(default=None, ge=0, le=MAX_INT)
+    shelf_life_days: int | None = Field(default=None, gt=0, le=MAX_INT)
     is_discrete_equipment: bool | None = None
     who_listing: WhoListing | None = None
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.errors import InvalidInput
 from healthmesh.registry import service as registry
+from healthmesh.registry.schemas import Position, RowId
 from healthmesh.supply import analytics, ledger, service, snapshots, transfer
 from healthmesh.supply.schemas import (
     BalanceOut,
@@ -84,7 +85,7 @@ def list_events(
     facility: str | None = None,
     product: str | None = None,
     jurisdiction: str | None = None,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[Position, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[StockEventOut]:
     """Events after `after_id` (pass the last id you saw to page on)."""
@@ -175,7 +176,7 @@ def list_pledges(
 
 
 @router.post("/pledges/{pledge_id}/withdraw", response_model=PledgeOut)
-def withdraw_pledge(pledge_id: int, db: DbSession, actor: PledgeWriter) -> PledgeOut:
+def withdraw_pledge(pledge_id: RowId, db: DbSession, actor: PledgeWriter) -> PledgeOut:
     return service.withdraw_pledge(db, actor, pledge_id)
 
 

@@ -8,13 +8,20 @@ from typing import Annotated, Any, NotRequired, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
-from healthmesh.registry.schemas import Code
+from healthmesh.registry.schemas import MAX_INT, Code
 from healthmesh.supply.enums import OUTBOUND, SYSTEM_ONLY, EventKind, PledgeStatus
 
 
 def _utc(value: datetime) -> datetime:
-    """A date or naive date-time is taken as UTC (CSV files rarely carry offsets)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    """A date or naive date-time is taken as UTC (CSV files rarely carry offsets); an offset is
+    converted now, so a time at the edge of the calendar (9999-12-31T23:00-05:00) is refused here
+    instead of overflowing where it is stored."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
@@ -138,7 +145,7 @@ class PledgeIn(BaseModel):
 
     facility: Code
     product: Code
-    quantity: int = Field(gt=0)
+    quantity: int = Field(gt=0, le=MAX_INT)
     valid_from: date
     valid_to: date
     note: str = Field(default="", max_length=300)
