@@ -376,13 +376,14 @@ def _conservation_problems(engine: Engine) -> list[str]:
 
 
 def _reservation_problems(engine: Engine) -> list[str]:
-    """Per lot: reserved = units of approved plan lines not dispatched (nor cancelled) + quarantine."""
+    """Per lot, what is reserved is what is promised: units of approved allocation plans not yet
+    on a shipment that left or was cancelled, units held for shipments still being prepared (a
+    mutual-aid transfer reserves when planned), and stock held in quarantine."""
     over = rows(
         engine, "SELECT lot_id, on_hand, reserved FROM lot_balances WHERE reserved > on_hand OR on_hand < 0"
     )
     promised: dict[int, int] = defaultdict(int)
-    for lot_id, units in rows(
-        engine,
+    for sql in (
         """
         SELECT a.lot_id, SUM(a.quantity) FROM allocation_lines a
         JOIN allocation_plans p ON p.id = a.plan_id AND p.status = 'approved'
@@ -391,14 +392,18 @@ def _reservation_problems(engine: Engine) -> list[str]:
             WHERE sl.allocation_line_id = a.id AND s.status NOT IN ('planned', 'picked'))
         GROUP BY a.lot_id
         """,
+        """
+        SELECT sl.lot_id, SUM(sl.quantity) FROM shipment_lines sl JOIN shipments s ON s.id = sl.shipment_id
+        WHERE sl.from_reservation AND sl.allocation_line_id IS NULL AND s.status IN ('planned', 'picked')
+        GROUP BY sl.lot_id
+        """,
+        """
+        SELECT lot_id, SUM(reserved_delta) FROM stock_events WHERE reference LIKE 'quarantine:%'
+        GROUP BY lot_id
+        """,
     ):
-        promised[lot_id] += int(units)
-    for lot_id, units in rows(
-        engine,
-        "SELECT lot_id, SUM(reserved_delta) FROM stock_events "
-        "WHERE reference LIKE 'quarantine:%' GROUP BY lot_id",
-    ):
-        promised[lot_id] += int(units)
+        for lot_id, units in rows(engine, sql):
+            promised[lot_id] += int(units)
     reserved = {
         lot: int(units)
         for lot, units in rows(engine, "SELECT lot_id, reserved FROM lot_balances WHERE reserved <> 0")
@@ -407,8 +412,8 @@ def _reservation_problems(engine: Engine) -> list[str]:
     for lot_id in sorted(set(promised) | set(reserved)):
         if promised.get(lot_id, 0) != reserved.get(lot_id, 0):
             out.append(
-                f"lot {lot_id} reserves {reserved.get(lot_id, 0)} but approved plans and quarantine "
-                f"account for {promised.get(lot_id, 0)}"
+                f"lot {lot_id} reserves {reserved.get(lot_id, 0)} but plans, shipments being prepared "
+                f"and quarantine account for {promised.get(lot_id, 0)}"
             )
     return out
 

@@ -165,7 +165,6 @@ class Outcome:
     server: hs.Server
     journal: Journal
     setup: Setup
-    seconds: float
 
     def answered(self) -> list[Call]:
         """The answers the clients waited for (not the deliberately lost ones)."""
@@ -486,26 +485,24 @@ def _jobs(setup: Setup, senders: threading.Event) -> dict[str, Job]:
     return jobs
 
 
-def _run_clients(server: hs.Server, tokens: dict[str, str], setup: Setup) -> tuple[Journal, float]:
+def _run_clients(server: hs.Server, tokens: dict[str, str], setup: Setup) -> Journal:
     """All twenty from one barrier; the receivers and the watcher stop once the senders are done."""
     journal = Journal()
     senders = threading.Event()
     jobs = _jobs(setup, senders)
     assert len(jobs) == 20
-    barrier = threading.Barrier(len(jobs))
+    barrier = threading.Barrier(len(jobs), timeout=60)
     failures: list[str] = []
 
     def work(name: str) -> None:
         with server.client(tokens[name]) as http:
-            client = Client(name, http, journal)
-            barrier.wait()
             try:
-                jobs[name](client)
+                barrier.wait()
+                jobs[name](Client(name, http, journal))
             except Exception as exc:  # reported after the join, with the client's name
                 failures.append(f"{name}: {exc!r}")
 
     threads = {name: threading.Thread(target=work, args=(name,), name=name) for name in jobs}
-    started = time.monotonic()
     for thread in threads.values():
         thread.start()
     for name, thread in threads.items():
@@ -516,7 +513,7 @@ def _run_clients(server: hs.Server, tokens: dict[str, str], setup: Setup) -> tup
         thread.join(PHASE_SECONDS)
     assert not [name for name, thread in threads.items() if thread.is_alive()], "a client never finished"
     assert not failures, failures
-    return journal, time.monotonic() - started
+    return journal
 
 
 @pytest.fixture(
@@ -542,8 +539,7 @@ def outcome(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             tokens = hs.issue_tokens(engine, _identities(hospitals))
             with hs.running(hs.Server(url, data_dir, workers=WORKERS)) as server:
                 setup = _set_up(server, tokens, hospitals)
-                journal, seconds = _run_clients(server, tokens, setup)
-                yield Outcome(engine, server, journal, setup, seconds)
+                yield Outcome(engine, server, _run_clients(server, tokens, setup), setup)
         finally:
             engine.dispose()
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -349,17 +350,13 @@ def _crash_postgres(world: World) -> tuple[set[str], dict[str, str]]:
     return {"import", "approval", "receipt"}, flight.answers
 
 
-def _wal(url: str) -> Path:
-    return Path(make_url(url).database or "").with_name(Path(make_url(url).database or "").name + "-wal")
-
-
 def _crash_sqlite(world: World, url: str) -> tuple[set[str], dict[str, str]]:
     """Send the import, and kill the server while its uncommitted pages spill into the WAL."""
     database = make_url(url).database
     assert database is not None
-    with sqlite3.connect(database) as raw:
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    wal = _wal(url)
+    with closing(sqlite3.connect(database)) as raw:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # so the log's growth is this import's
+    wal = Path(f"{database}-wal")
     flight = InFlight()
     with world.server.client(world.tokens["fp.idn"]) as importer:
         _send_import(flight, world, importer)
@@ -369,7 +366,7 @@ def _crash_sqlite(world: World, url: str) -> tuple[set[str], dict[str, str]]:
             return wal.exists() and wal.stat().st_size > SPILLED_BYTES
 
         _until(spilling, "the import writing")
-        with sqlite3.connect(database) as reader:
+        with closing(sqlite3.connect(database)) as reader:
             committed = reader.execute(
                 "SELECT COUNT(*) FROM ingest_batches WHERE idempotency_key = ?", (IMPORT_KEY,)
             ).fetchone()[0]
