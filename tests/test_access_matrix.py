@@ -330,6 +330,7 @@ SHOWN: dict[str, Shown] = {
     "GET /fhir/R5/SupplyRequest": Shown(F, "needs"),
     "GET /console/members/{iso3}": Shown(F, "places of the target", P.NEED_READ),  # its open needs
     "GET /console/needs": Shown(F, "places"),
+    "GET /console/allocation/{plan_id}": Shown(M, "places"),  # a member sees its own needs' lines
     "GET /console/needs/table": Shown(F, "places"),
     "GET /console/shipments": Shown(F, "places"),
     "GET /console/admin": Shown(Reach.HOME, "staff"),
