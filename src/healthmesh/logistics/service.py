@@ -350,8 +350,10 @@ def move(
     db: Session, actor: Principal, shipment_id: int, data: MoveIn, now: datetime | None = None
 ) -> Shipment:
     """Any step but receipt (which needs its proof of delivery: `receive`)."""
-    now = now or utcnow()
     shipment = get(db, actor, shipment_id, lock=True)
+    now = now or utcnow()  # once the lock is ours: the step before may have committed meanwhile
+    if data.status in (S.CANCELLED, S.LOST):
+        _needs_of(db, shipment)  # needs before lots, in the order approvals lock them
     if data.status is S.RECEIVED:
         raise InvalidInput.on("status", "record a receipt with its lines and receiver (POST .../receipt)")
     at = _when(data.at, shipment, now)
@@ -572,12 +574,13 @@ def receive(
 ) -> tuple[Shipment, bool]:
     """Confirm receipt with proof of delivery, all or nothing. A retry under the same key returns
     the shipment as it is (True); a second receipt without it is refused."""
-    now = now or utcnow()
     shipment = get(db, actor, shipment_id, lock=True)
+    now = now or utcnow()  # once the lock is ours: the step before may have committed meanwhile
     request_digest = ledger.digest(data.model_dump_json().encode())
     key = f"receipt:{shipment.id}:{idempotency_key}" if idempotency_key else None
     if key and ledger.earlier_batch(db, key, request_digest) is not None:
         return shipment, True
+    _needs_of(db, shipment)  # needs before lots and the log head, in the order approvals lock them
     at = _when(data.received_at, shipment, now)
     accepted, rejections = _check_lines(shipment, data)
     decision = _check_excursion(shipment, data.excursion_decision)
@@ -860,6 +863,7 @@ def resolve_quarantine(
     shipment = get(db, actor, shipment_id, lock=True)
     if Side.DESTINATION not in _acting_sides(actor, shipment):
         raise PermissionDenied("the receiving side decides on quarantined stock")
+    _needs_of(db, shipment)  # needs before lots, in the order approvals lock them
     if not shipment.quarantine_open:
         raise Conflict(f"{shipment.code} has no stock in quarantine", [FieldError("quarantine", "none")])
     held = {line.id: line.quarantined for line in shipment.lines if line.quarantined}

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from contextlib import contextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from healthmesh.accounts.access import Permission, Principal
@@ -22,10 +19,9 @@ from healthmesh.logistics.api import shipment_out
 from healthmesh.mutual_aid import approval, service, transfer
 from healthmesh.mutual_aid.model import Policy
 from healthmesh.mutual_aid.models import MutualAidPlan
-from healthmesh.web.deps import DbSession, get_db, require
+from healthmesh.web.deps import DbSession, require
 
 router = APIRouter(prefix="/api/v1/mutual-aid", tags=["mutual aid"])
-T = TypeVar("T")
 
 Runner = Annotated[Principal, Depends(require(Permission.ALLOCATION_RUN))]
 Reader = Annotated[Principal, Depends(require(Permission.ALLOCATION_READ))]
@@ -139,7 +135,7 @@ def _policy(raw: Any) -> PolicyIn:
         }
     },
 )
-async def create_plan(request: Request, actor: Runner, rows: bool = True) -> dict[str, Any]:
+async def create_plan(request: Request, actor: Runner, db: DbSession, rows: bool = True) -> dict[str, Any]:
     """Plan lending between members over the demand's periods. JSON body as `PlanIn`, or multipart
     with CSV files `demand`, `supply`, `distances` and optional fields `policy` (JSON), `save` and
     `product`. With `save`, the plan is stored for approval and the answer carries its `id`."""
@@ -172,22 +168,15 @@ async def create_plan(request: Request, actor: Runner, rows: bool = True) -> dic
     plan = await run_in_threadpool(service.plan_from_inputs, inputs, policy)
     out = service.plan_to_json(plan, rows=rows)
     if save and product:
-        chosen = product
-
-        def store(db: Session) -> MutualAidPlan:
-            return approval.save(db, actor, chosen, inputs, policy, plan)
-
-        stored = await run_in_threadpool(_in_request_transaction, request, store)
-        out = {"id": stored.id, "status": stored.status.value, "product": product, **out}
+        stored = await run_in_threadpool(approval.save, db, actor, product, inputs, policy, plan)
+        out = {
+            "id": stored.id,
+            "status": stored.status.value,
+            "product": product,
+            "first_period_moves": _moves_out(stored),
+            **out,
+        }
     return out
-
-
-def _in_request_transaction(request: Request, work: Callable[[Session], T]) -> T:
-    """`work` in the request's transaction, opened only now: the plan is solved (seconds) before
-    it, so on SQLite no write lock is held while HiGHS runs. `get_db` still commits or rolls back."""
-    override = request.app.dependency_overrides.get(get_db)  # as FastAPI would resolve it
-    with contextmanager(override)() if override else contextmanager(get_db)(request) as db:
-        return work(db)
 
 
 @router.get("/plans/{plan_id}")
@@ -219,8 +208,10 @@ def _stored_out(stored: MutualAidPlan, *, plan: bool = True) -> dict[str, Any]:
         "inputs_digest": stored.inputs_digest,
         "created_at": stored.created_at.isoformat(),
         "decided_at": stored.decided_at.isoformat() if stored.decided_at else None,
-        "first_period_moves": [
-            {"from": m.source, "to": m.target, "units": m.units} for m in approval.first_moves(stored.plan)
-        ],
+        "first_period_moves": _moves_out(stored),
         **({"plan": stored.plan} if plan else {}),
     }
+
+
+def _moves_out(stored: MutualAidPlan) -> list[dict[str, Any]]:
+    return [{"from": m.source, "to": m.target, "units": m.units} for m in approval.first_moves(stored.plan)]

@@ -2,8 +2,10 @@
 and plan lending between members over time (the totals, a chart per member, the transfers).
 
 The plan is computed by the REST API (`POST /api/v1/mutual-aid/plans`) from the browser
-(`mutual_aid.js`); nothing is stored. The page also serves a tiny example of each file (three
-members over ten days, with staggered peaks) so the formats can be tried at once.
+(`mutual_aid.js`); it is stored only when asked (members as ISO3 codes, with the product it
+moves), and a coordinator may then approve it on the page: its first period's moves become
+shipments. The page also serves a tiny example of each file (three members over ten days, with
+staggered peaks) so the formats can be tried at once.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from datetime import date, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from sqlalchemy import select
 
 from healthmesh.accounts.access import Permission
 from healthmesh.mutual_aid import transfer
+from healthmesh.registry.models import Product
 from healthmesh.web.console.base import Viewer, render, viewer_with
+from healthmesh.web.deps import DbSession
 
 router = APIRouter(include_in_schema=False)
 
@@ -86,7 +91,7 @@ FILES: tuple[tuple[str, str, str], ...] = (
 
 @router.get("/console/mutual-aid", response_class=HTMLResponse)
 def mutual_aid_page(
-    request: Request, viewer: Viewer = viewer_with(Permission.ALLOCATION_RUN)
+    request: Request, db: DbSession, viewer: Viewer = viewer_with(Permission.ALLOCATION_RUN)
 ) -> HTMLResponse:
     return render(
         request,
@@ -96,6 +101,8 @@ def mutual_aid_page(
         reserve=transfer.RESERVE,
         example_members=EXAMPLE_MEMBERS,
         example_days=EXAMPLE_DAYS,
+        products=list(db.execute(select(Product.code, Product.name).order_by(Product.code))),
+        can_approve=viewer.principal.has(Permission.ALLOCATION_APPROVE),
     )
 
 

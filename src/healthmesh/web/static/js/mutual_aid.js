@@ -181,7 +181,54 @@
     renderTotals(section, plan);
     renderMembers(section, plan);
     renderTransfers(section, plan);
+    renderApproval(section, plan);
   }
+
+  // A stored plan: its first period's moves, and (for an approver) the button that ships them.
+  function renderApproval(section, plan) {
+    const box = section.querySelector("[data-approval]");
+    box.hidden = !plan.id;
+    if (!plan.id) return;
+    box.dataset.planId = plan.id;
+    box.querySelector("[data-stored]").textContent = `Stored as mutual-aid plan ${plan.id} (${plan.status}), product ${plan.product}.`;
+    const moves = plan.first_period_moves || [];
+    box.querySelector("[data-first-moves]").replaceChildren(moves.length
+      ? table(`First period (${plan.periods[0]}): whole units to move`, ["From", "To", { text: "Units", num: true }],
+        moves.map((m) => [m.from, m.to, { text: number(m.units, 0), num: true }]), "first-moves")
+      : el("p", { text: "Nothing moves in the first period." }));
+    box.querySelector("[data-approval-status]").textContent = "";
+    box.querySelector("[data-shipments]").replaceChildren();
+    const button = box.querySelector("[data-approve]");
+    if (button) button.disabled = false;
+  }
+
+  async function approve(button) {
+    const hm = window.HealthMesh;
+    const box = button.closest("[data-approval]");
+    const status = box.querySelector("[data-approval-status]");
+    button.disabled = true;
+    const result = await hm.api("POST", `/api/v1/mutual-aid/plans/${box.dataset.planId}/approve`);
+    if (!result.ok) {
+      const problem = typeof result.data === "object" ? result.data : { detail: result.data };
+      status.className = "error";
+      status.textContent = [problem.detail, ...(problem.errors || []).map((e) => e.message)].join(" ");
+      button.disabled = false;
+      return;
+    }
+    status.className = "ok";
+    status.textContent = `Approved: ${result.data.shipments.length} shipments planned.`;
+    box.querySelector("[data-shipments]").replaceChildren(table("Shipments planned",
+      ["Shipment", "From", "To", { text: "Units", num: true }],
+      result.data.shipments.map((s) => [
+        s.code, s.source, s.destination,
+        { text: number(s.units, 0), num: true }]),
+      "approved-shipments"));
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-approve]");
+    if (button) approve(button);
+  });
 
   async function submit(form) {
     const hm = window.HealthMesh;
@@ -197,6 +244,10 @@
     const body = new FormData();
     FILES.forEach((name) => body.append(name, form.elements[name].files[0]));
     body.append("policy", JSON.stringify(policyOf(form)));
+    if (form.elements.save && form.elements.save.checked) {
+      body.append("save", "true");
+      body.append("product", form.elements.product.value);
+    }
     const done = busy(form);
     try {
       const result = await hm.api("POST", "/api/v1/mutual-aid/plans", body);
