@@ -15,7 +15,7 @@ from healthmesh.allocation import builder, policies, service
 from healthmesh.allocation.models import AllocationPlan, AllocationResult, PlanStatus
 from healthmesh.errors import InvalidInput
 from healthmesh.needs import service as needs_service
-from healthmesh.registry.schemas import RowId
+from healthmesh.registry.schemas import Day, RowId
 from healthmesh.web.deps import DbSession, require
 
 router = APIRouter(prefix="/api/v1/allocation", tags=["allocation"])
@@ -29,7 +29,7 @@ class RunIn(BaseModel):
     policy: str = Field(
         default="equity", description=", ".join([*policies.POLICIES, *policies.BASELINE_NAMES])
     )
-    day: date | None = Field(default=None, description="The round's date (default today)")
+    day: Day | None = Field(default=None, description="The round's date (default today)")
 
 
 class CompareIn(BaseModel):
@@ -38,7 +38,7 @@ class CompareIn(BaseModel):
         min_length=1,
         max_length=10,
     )
-    day: date | None = None
+    day: Day | None = None
 
 
 class DecisionIn(BaseModel):
@@ -150,7 +150,7 @@ def change_policy(name: str, data: PolicyChangeIn, db: DbSession, actor: Approve
 
 
 @router.get("/snapshot")
-def snapshot(db: DbSession, _: Runner, day: date | None = None) -> JSONResponse:
+def snapshot(db: DbSession, _: Runner, day: Day | None = None) -> JSONResponse:
     """The current round's input in the documented snapshot format (what `allocate snapshot` writes)."""
     built = builder.build_snapshot(db, day or date.today())
     return JSONResponse(built.model_dump(mode="json", by_alias=True), headers={"ETag": built.digest()})

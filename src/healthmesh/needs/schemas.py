@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from healthmesh.needs.workflow import NeedStatus, Urgency
-from healthmesh.registry.schemas import MAX_INT, Code, Iso3
+from healthmesh.registry.schemas import MAX_INT, Code, Day, Iso3
 
 
 class NeedIn(BaseModel):
@@ -21,7 +21,7 @@ class NeedIn(BaseModel):
     product: Code
     quantity: int = Field(gt=0, le=100_000_000)
     urgency: Urgency = Urgency.ROUTINE
-    needed_by: date
+    needed_by: Day
     justification: str = Field(default="", max_length=2000)
     population_served: int = Field(default=0, ge=0, le=MAX_INT)
     submit: bool = Field(default=False, description="Submit at once instead of keeping a draft")
@@ -39,7 +39,7 @@ class NeedUpdate(BaseModel):
 
     quantity: int | None = Field(default=None, gt=0, le=100_000_000)
     urgency: Urgency | None = None
-    needed_by: date | None = None
+    needed_by: Day | None = None
     justification: str | None = Field(default=None, max_length=2000)
     population_served: int | None = Field(default=None, ge=0, le=MAX_INT)
 

@@ -22,6 +22,7 @@ from healthmesh.registry.enums import (
 from healthmesh.registry.schemas import (
     AuthorisationCreate,
     AuthorisationOut,
+    Day,
     EligibilityOut,
     FacilityCreate,
     FacilityOut,
@@ -212,7 +213,7 @@ def list_authorisations(
     product: str | None = None,
     jurisdiction: str | None = None,
     status_: Annotated[AuthorisationStatus | None, Query(alias="status")] = None,
-    valid_on: date | None = None,
+    valid_on: Day | None = None,
 ) -> PageOut[AuthorisationOut]:
     rows, total = service.list_authorisations(
         db,
@@ -256,7 +257,7 @@ def eligibility(
     _: Reader,
     product: str,
     jurisdiction: str,
-    on: Annotated[date | None, Query(alias="date", description="Defaults to today (UTC)")] = None,
+    on: Annotated[Day | None, Query(alias="date", description="Defaults to today (UTC)")] = None,
 ) -> EligibilityOut:
     """May `product` be used in `jurisdiction` on `date`, and on what basis?"""
     day = on or date.today()

@@ -59,6 +59,20 @@ Count = Annotated[int, Ge(0), Le(MAX_INT)]
 #: A position in a list or a log (offsets, change ids, log indices): BIGINT at most.
 Position = Annotated[int, Ge(0), Le(MAX_BIGINT)]
 
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+
+
+def _plausible_day(value: date) -> date:
+    """Far enough from the calendar's ends that a window, horizon or shelf life added to the day
+    (or taken from it) is still a date."""
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"out of range: dates run from {FIRST_DAY} to {LAST_DAY}")
+    return value
+
+
+#: A calendar day given as input (a query's date, a validity, an expiry, a deadline).
+Day = Annotated[date, AfterValidator(_plausible_day)]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -229,8 +243,8 @@ class ProductOut(Out):
 
 
 class DateRange(Strict):
-    valid_from: date
-    valid_to: date | None = None
+    valid_from: Day
+    valid_to: Day | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

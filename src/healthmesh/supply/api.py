@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.errors import InvalidInput
 from healthmesh.registry import service as registry
-from healthmesh.registry.schemas import Position, RowId
+from healthmesh.registry.schemas import Day, Position, RowId
 from healthmesh.supply import analytics, ledger, service, snapshots, transfer
 from healthmesh.supply.schemas import (
     BalanceOut,
@@ -161,7 +161,7 @@ def list_pledges(
     page: Page,
     product: str | None = None,
     jurisdiction: str | None = None,
-    active_on: date | None = None,
+    active_on: Day | None = None,
 ) -> PageOut[PledgeOut]:
     rows, total = service.list_pledges(
         db,
@@ -237,7 +237,7 @@ def indicators(
     product: str | None = None,
     jurisdiction: str | None = None,
     facility: str | None = None,
-    on: Annotated[date | None, Query(alias="date")] = None,
+    on: Annotated[Day | None, Query(alias="date")] = None,
     window_days: Annotated[int, Query(ge=1, le=365, description="ADC window")] = 30,
     near_expiry_days: Annotated[int, Query(ge=1, le=730)] = 90,
     period_days: Annotated[int, Query(ge=1, le=365, description="Stock-out days period")] = 30,
@@ -283,7 +283,7 @@ def shortages(
     actor: StockReader,
     product: str | None = None,
     horizon_days: Annotated[int, Query(ge=1, le=365)] = 30,
-    on: Annotated[date | None, Query(alias="date")] = None,
+    on: Annotated[Day | None, Query(alias="date")] = None,
     window_days: Annotated[int, Query(ge=1, le=365)] = 30,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[ShortageOut]:
@@ -325,7 +325,7 @@ def shareable(
     db: DbSession,
     actor: StockReader,
     product: str | None = None,
-    on: Annotated[date | None, Query(alias="date")] = None,
+    on: Annotated[Day | None, Query(alias="date")] = None,
 ) -> list[ShareableOut]:
     """The regional pool per product: the reserve depots' available stock and active pledges, apart."""
     rows = service.shareable_supply(db, actor, product=product, day=on or date.today())
@@ -350,7 +350,7 @@ def trends(
     jurisdiction: str | None = None,
     facility: str | None = None,
     days: Annotated[int, Query(ge=1, le=730)] = 84,
-    on: Annotated[date | None, Query(alias="date")] = None,
+    on: Annotated[Day | None, Query(alias="date")] = None,
 ) -> list[TrendOut]:
     """A product's daily snapshots over the last `days`, summed over your scope (or a member or facility)."""
     product_id, jurisdiction_id, facility_id = _ids(db, product, jurisdiction, facility)

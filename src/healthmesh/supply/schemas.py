@@ -8,7 +8,7 @@ from typing import Annotated, Any, NotRequired, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
-from healthmesh.registry.schemas import MAX_INT, Code
+from healthmesh.registry.schemas import FIRST_DAY, LAST_DAY, MAX_INT, Code, Day
 from healthmesh.supply.enums import OUTBOUND, SYSTEM_ONLY, EventKind, PledgeStatus
 
 
@@ -16,12 +16,13 @@ def _utc(value: datetime) -> datetime:
     """A date or naive date-time is taken as UTC (CSV files rarely carry offsets); an offset is
     converted now, so a time at the edge of the calendar (9999-12-31T23:00-05:00) is refused here
     instead of overflowing where it is stored."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except OverflowError:
         raise ValueError("out of range once converted to UTC") from None
+    if not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise ValueError(f"out of range: dates run from {FIRST_DAY} to {LAST_DAY}")
+    return value
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
@@ -36,7 +37,7 @@ class StockEventIn(BaseModel):
     facility: Code
     product: Code
     lot_number: str = Field(min_length=1, max_length=64)
-    expiry_date: date | None = None
+    expiry_date: Day | None = None
     kind: EventKind
     quantity: int = Field(ge=-10_000_000, le=10_000_000)
     occurred_at: UtcDateTime | None = None
@@ -146,8 +147,8 @@ class PledgeIn(BaseModel):
     facility: Code
     product: Code
     quantity: int = Field(gt=0, le=MAX_INT)
-    valid_from: date
-    valid_to: date
+    valid_from: Day
+    valid_to: Day
     note: str = Field(default="", max_length=300)
 
     @model_validator(mode="after")
