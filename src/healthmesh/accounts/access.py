@@ -147,6 +147,18 @@ class Principal:
             return self.facility_id == facility_id
         return self.covers_jurisdiction(facility_jurisdiction_id)
 
+    def manages_facility(
+        self, facility_id: int, facility_jurisdiction_id: int, *, regional_depot: bool
+    ) -> bool:
+        """May change this facility's stock or record. A regional reserve depot holds the region's
+        stock, not its host member's: only region-wide roles and the depot's own staff manage it
+        (the host's focal point still reads it)."""
+        if regional_depot:
+            return self.scope is ScopeKind.REGION or (
+                self.scope is ScopeKind.FACILITY and self.facility_id == facility_id
+            )
+        return self.covers_facility(facility_id, facility_jurisdiction_id)
+
     def can_assign(self, role: Role, jurisdiction_id: int | None) -> bool:
         """May give an account this role in this jurisdiction (None: region-wide)."""
         if not self.has(Permission.USER_WRITE):

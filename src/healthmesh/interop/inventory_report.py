@@ -46,6 +46,7 @@ from healthmesh.interop import (
     whole_number,
 )
 from healthmesh.registry.codes import normalise_gtin
+from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Product
 from healthmesh.supply import ledger, service
 from healthmesh.supply.enums import EventKind
@@ -324,7 +325,11 @@ class _Reader:
         facility = self.facilities.get(code)
         if facility is None:
             self.errors.append(FieldError(path, f"unknown facility {code!r}"))
-        elif not self.actor.covers_facility(facility.id, facility.jurisdiction_id):
+        elif not self.actor.manages_facility(
+            facility.id,
+            facility.jurisdiction_id,
+            regional_depot=facility.kind is FacilityKind.REGIONAL_RESERVE_DEPOT,
+        ):
             self.errors.append(FieldError(path, f"you may not record stock at {code}"))
             return None
         return facility

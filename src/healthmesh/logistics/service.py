@@ -41,6 +41,7 @@ from healthmesh.logistics.workflow import ON_THE_ROAD, InvalidTransition, Shipme
 from healthmesh.needs import service as needs_service
 from healthmesh.needs.models import Need
 from healthmesh.needs.workflow import Urgency
+from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply import ledger
 from healthmesh.supply.enums import EventKind
@@ -59,10 +60,10 @@ LOG_STATUSES = frozenset({S.DISPATCHED, S.IN_TRANSIT, S.DELIVERED})
 def sides_of(actor: Principal, shipment: Shipment) -> frozenset[Side]:
     """Which ends of the shipment the actor acts for (a region-wide role covers both)."""
     sides = set()
-    if actor.covers_facility(shipment.source_facility_id, shipment.source.jurisdiction_id):
-        sides.add(Side.SOURCE)
-    if actor.covers_facility(shipment.destination_facility_id, shipment.destination.jurisdiction_id):
-        sides.add(Side.DESTINATION)
+    for side, place in ((Side.SOURCE, shipment.source), (Side.DESTINATION, shipment.destination)):
+        depot = place.kind is FacilityKind.REGIONAL_RESERVE_DEPOT  # the region's, not its host's
+        if actor.manages_facility(place.id, place.jurisdiction_id, regional_depot=depot):
+            sides.add(side)
     return frozenset(sides)
 
 
@@ -229,9 +230,7 @@ def plan_reserved_shipment(
         actor, source, destination, None, emergency=False, now=now or utcnow(), note=note
     )
     shipment.lines = [
-        ShipmentLine(
-            lot=lot, product_id=lot.product_id, quantity=units, from_reservation=True, rejections={}
-        )
+        ShipmentLine(lot=lot, product_id=lot.product_id, quantity=units, from_reservation=True, rejections={})
         for lot, units in lots
     ]
     db.add(shipment)

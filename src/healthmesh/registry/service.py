@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from healthmesh.accounts.access import Principal
+from healthmesh.accounts.access import Principal, ScopeKind
 from healthmesh.errors import FieldError, InvalidInput, NotFound, PermissionDenied
 from healthmesh.ledger import service as transparency
 from healthmesh.registry import eligibility
@@ -195,12 +195,13 @@ def upsert_facility(db: Session, actor: Principal, data: FacilityCreate) -> tupl
     if facility is None:
         if not actor.covers_jurisdiction(jurisdiction.id):
             raise _out_of_scope(f"you may not register facilities in {jurisdiction.iso3}")
+        _check_depot_kind(actor, None, data.kind)
         facility = Facility(code=data.code)
         db.add(facility)
         created = True
     else:
-        if not actor.covers_facility(facility.id, facility.jurisdiction_id):
-            raise PermissionDenied(f"you may not change facility {facility.code}")
+        _check_manages(actor, facility)
+        _check_depot_kind(actor, facility.kind, data.kind)
         if facility.jurisdiction_id != jurisdiction.id:
             raise InvalidInput.on("jurisdiction", "a facility does not move between members")
         created = False
@@ -208,6 +209,27 @@ def upsert_facility(db: Session, actor: Principal, data: FacilityCreate) -> tupl
     facility.jurisdiction = jurisdiction
     db.flush()
     return facility, created
+
+
+def _check_manages(actor: Principal, facility: Facility) -> None:
+    depot = facility.kind is FacilityKind.REGIONAL_RESERVE_DEPOT
+    if not actor.manages_facility(facility.id, facility.jurisdiction_id, regional_depot=depot):
+        raise PermissionDenied(f"you may not change facility {facility.code}")
+
+
+def _check_depot_kind(actor: Principal, before: FacilityKind | None, after: FacilityKind | None) -> None:
+    """Only a region-wide role makes a facility a regional reserve depot or unmakes one: the kind
+    decides whose stock it holds (the region's or its member's)."""
+    depot = FacilityKind.REGIONAL_RESERVE_DEPOT
+    if (
+        after is not None
+        and before != after
+        and depot in (before, after)
+        and actor.scope is not ScopeKind.REGION
+    ):
+        raise PermissionDenied(
+            "only a region-wide role may make a facility a regional reserve depot or change one"
+        )
 
 
 def create_facility(db: Session, actor: Principal, data: FacilityCreate) -> Facility:
@@ -218,9 +240,10 @@ def create_facility(db: Session, actor: Principal, data: FacilityCreate) -> Faci
 
 def update_facility(db: Session, actor: Principal, code: str, data: FacilityUpdate) -> Facility:
     facility = get_facility(db, code)
-    if not actor.covers_facility(facility.id, facility.jurisdiction_id):
-        raise PermissionDenied(f"you may not change facility {code}")
+    _check_manages(actor, facility)
     values = data.model_dump(exclude_unset=True)
+    if "kind" in values:
+        _check_depot_kind(actor, facility.kind, values["kind"])
     for name, value in values.items():
         if value is None and name != "lab_biosafety_level":
             raise InvalidInput.on(name, "may not be null")

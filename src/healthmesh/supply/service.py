@@ -34,6 +34,7 @@ class FacilityRef:
     id: int
     code: str
     jurisdiction_id: int
+    kind: FacilityKind
 
 
 class CodeBook:
@@ -43,11 +44,11 @@ class CodeBook:
         self.facilities: dict[str, FacilityRef] = {}
         codes = sorted(facility_codes)
         for start in range(0, len(codes), 500):
-            stmt = select(Facility.id, Facility.code, Facility.jurisdiction_id).where(
+            stmt = select(Facility.id, Facility.code, Facility.jurisdiction_id, Facility.kind).where(
                 Facility.code.in_(codes[start : start + 500])
             )
-            for facility_id, code, jurisdiction_id in db.execute(stmt):
-                self.facilities[code] = FacilityRef(facility_id, code, jurisdiction_id)
+            for facility_id, code, jurisdiction_id, kind in db.execute(stmt):
+                self.facilities[code] = FacilityRef(facility_id, code, jurisdiction_id, kind)
         self.products: dict[str, int] = {
             code: product_id
             for product_id, code in db.execute(
@@ -94,7 +95,11 @@ def prepare_events(
         if facility is None or product_id is None:
             continue
         if facility.id not in allowed:
-            allowed[facility.id] = actor.covers_facility(facility.id, facility.jurisdiction_id)
+            allowed[facility.id] = actor.manages_facility(
+                facility.id,
+                facility.jurisdiction_id,
+                regional_depot=facility.kind is FacilityKind.REGIONAL_RESERVE_DEPOT,
+            )
         if not allowed[facility.id]:
             errors.append(FieldError("facility", f"you may not record stock at {facility.code}", line))
             continue
@@ -374,8 +379,15 @@ def create_pledge(db: Session, actor: Principal, data: PledgeIn) -> PledgeOut:
     product = db.scalar(select(Product).where(Product.code == data.product))
     if product is None:
         raise InvalidInput.on("product", f"unknown product {data.product!r}")
-    if not actor.covers_jurisdiction(facility.jurisdiction_id):
+    depot = facility.kind is FacilityKind.REGIONAL_RESERVE_DEPOT
+    if not actor.covers_jurisdiction(facility.jurisdiction_id) or (
+        depot and actor.scope is not ScopeKind.REGION
+    ):
         raise PermissionDenied(f"you may not pledge stock of {facility.code}")
+    if depot:
+        raise InvalidInput.on(
+            "facility", f"{facility.code} is a regional reserve depot: its stock is the region's already"
+        )
     balance = facility_balance(db, facility.id, product.id)
     overlapping = (
         db.scalar(
