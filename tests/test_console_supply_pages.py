@@ -307,3 +307,34 @@ def test_no_endorse_button_without_the_right_to_endorse(
     assert "/endorse" not in response.text
     visible = f'data-need="{supplied["need"]}"' in response.text
     assert visible is (username != "fp.lao")  # the clinician's own facility; the region
+
+
+def test_member_page_lists_the_least_covered_products_first_and_all_on_request(
+    client: TestClient, actors: dict[str, Actor], supplied: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from healthmesh.web.console.pages import members
+
+    more = client.post(  # a second product, requested: 100 % short, so listed before the first
+        "/api/v1/needs",
+        json={
+            "facility": "THA-HO-0001",
+            "product": "BME-VENT-ICU",
+            "quantity": 4,
+            "urgency": "urgent",
+            "needed_by": (TODAY + timedelta(days=10)).isoformat(),
+            "justification": "ICU expansion for the outbreak",
+            "submit": True,
+        },
+        headers=actors["manager_tha"].headers,
+    )
+    assert more.status_code == 201, more.text
+    _sign_in(client, "coordinator")
+    full = client.get("/console/members/THA?all=1").text
+    every = re.findall(r'<tr data-product="([^"]+)">', full)
+    assert every == ["BME-VENT-ICU", PRODUCT]
+    monkeypatch.setattr(members, "ROWS_SHOWN", 1)  # a continent member holds 300 products
+    first = client.get("/console/members/THA").text
+    assert re.findall(r'<tr data-product="([^"]+)">', first) == every[:1]
+    assert f"the first 1 of {len(every)}" in first
+    assert '<a href="?all=1">show all</a>' in first
+    assert re.findall(r'<tr data-product="([^"]+)">', client.get("/console/members/THA?all=1").text) == every

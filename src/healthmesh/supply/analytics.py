@@ -426,6 +426,12 @@ def outstanding_requests(
     return {(j, p): int(q) for j, p, q in db.execute(stmt)}
 
 
+def member_outstanding_requests(db: Session, member_id: int, horizon_end: date) -> dict[int, int]:
+    """`outstanding_requests` of one member, per product (its needs only, read by the index)."""
+    found = _outstanding_by_member(db, horizon_end, None, {member_id}).get(member_id)
+    return {} if found is None else dict(zip(found[:, 0].tolist(), found[:, 1].tolist(), strict=True))
+
+
 def _outstanding_by_member(
     db: Session, horizon_end: date, product_id: int | None, members: set[int] | None
 ) -> dict[int, NDArray[np.int64]]:

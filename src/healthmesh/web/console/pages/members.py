@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -35,6 +35,8 @@ HORIZON_DAYS = 30  # the shortage board's horizon
 TREND_WEEKS = 12
 TREND_PRODUCTS = 4
 NEEDS_SHOWN = 15
+ROWS_SHOWN = 100  # product lines, the least covered first (a continent member holds 300 products)
+STOCKOUTS_SHOWN = 200  # facility x product stock-outs listed (Nigeria has thousands)
 
 
 @dataclass
@@ -211,6 +213,7 @@ def member_page(
     iso3: str,
     db: DbSession,
     viewer: Viewer = viewer_with(Permission.STOCK_READ),
+    show_all: Annotated[bool, Query(alias="all", description="Every product, not the first 100")] = False,
 ) -> HTMLResponse:
     member = db.scalar(select(Jurisdiction).where(Jurisdiction.iso3 == iso3.upper()))
     if member is None:
@@ -231,13 +234,7 @@ def member_page(
     requests = (
         {}
         if facility_view
-        else {
-            p: quantity
-            for (j, p), quantity in analytics.outstanding_requests(
-                db, today + timedelta(days=HORIZON_DAYS)
-            ).items()
-            if j == member.id
-        }
+        else analytics.member_outstanding_requests(db, member.id, today + timedelta(days=HORIZON_DAYS))
     )
     lines = _product_lines(national, requests, names, window)
     used = sorted(
@@ -265,10 +262,13 @@ def member_page(
         if facility_view and viewer.principal.facility_id in facilities
         else None,
         facilities_count=len(national_ids),
-        lines=lines,
+        lines=lines if show_all else lines[:ROWS_SHOWN],
+        lines_total=len(lines),
+        show_all=show_all,
         short_lines=[line for line in lines if line.coverage is not None and line.coverage < 1],
         demand_lines=[line for line in lines if line.demand > 0],
-        stockouts=sorted((code, names[p][0]) for code, p in stockouts),
+        stockouts=sorted((code, names[p][0]) for code, p in stockouts)[:STOCKOUTS_SHOWN],
+        stockouts_total=len(stockouts),
         trend=trend,
         reserve_lines=reserve_lines,
         **_needs(db, viewer, member),
