@@ -156,7 +156,15 @@ class StockSnapshot(Base):
     """A day's closing position of a facility x product, kept for trends."""
 
     __tablename__ = "stock_snapshots"
-    __table_args__ = (Index("ix_stock_snapshots_product_day", "product_id", "day"),)
+    __table_args__ = (
+        # covering on PostgreSQL: a member's trend reads its facilities' units without the table
+        Index(
+            "ix_stock_snapshots_product_day",
+            "product_id",
+            "day",
+            postgresql_include=["facility_id", "on_hand"],
+        ),
+    )
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), primary_key=True)
