@@ -17,7 +17,8 @@ import csv
 import io
 import os
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -58,9 +59,9 @@ from healthmesh.supply.models import IngestBatch, StockEvent
 from tests.conftest import Actor, Region
 from tests.test_fhir_supply_delivery import _dispatch, _plan
 
+EXAMPLES = int(os.environ.get("HEALTHMESH_FUZZ_EXAMPLES", "8"))  # a deeper run: 80 (as for the API)
 #: Settings for tests on the database: each example runs in a savepoint rolled back after it, so
 #: the function-scoped fixtures are safely shared between examples.
-EXAMPLES = int(os.environ.get("HEALTHMESH_FUZZ_EXAMPLES", "8"))  # as in test_fuzz_api.py
 ON_DB = settings(
     max_examples=5 * EXAMPLES,
     deadline=None,
@@ -166,18 +167,19 @@ def count(db: Session, model: type[Any]) -> int:
 
 
 @pytest.fixture
-def rollback(db: Session) -> Callable[[], Any]:
+def rollback(db: Session) -> Callable[[], AbstractContextManager[None]]:
     """A context for one example: whatever it writes is rolled back after it."""
 
-    class Savepoint:
-        def __enter__(self) -> None:
-            self.savepoint = db.begin_nested()
-
-        def __exit__(self, *_: object) -> None:
-            self.savepoint.rollback()
+    @contextmanager
+    def savepoint() -> Iterator[None]:
+        point = db.begin_nested()
+        try:
+            yield
+        finally:
+            point.rollback()
             db.expire_all()
 
-    return Savepoint
+    return savepoint
 
 
 # --- the shared CSV reader -----------------------------------------------------------------------
@@ -248,6 +250,10 @@ def test_fhir_documents_with_a_nul_or_an_out_of_calendar_time_are_refused_by_pat
     assert refused.value.errors == [
         FieldError("entry[2].resource.contained[0].id", "contains a NUL character")
     ]
+    contained = {**body, "contained": [{"resourceType": None, "id": "lot-1"}]}
+    with pytest.raises(InvalidInput) as unknown:  # fhir.resources raised TypeError on it: a 500
+        parse(InventoryReport, contained)
+    assert unknown.value.errors == [FieldError("contained[0].resourceType", "not a FHIR R5 resource type")]
     late = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14)))
     assert as_datetime(late) is None
     assert as_datetime(datetime(2026, 11, 30, 16, tzinfo=timezone(timedelta(hours=7)))) == datetime(
@@ -372,7 +378,11 @@ def _good_cells(kind: registry_csv.CsvKind) -> dict[str, st.SearchStrategy[str]]
 
 @pytest.mark.parametrize("kind", list(registry_csv.KINDS.values()), ids=list(registry_csv.KINDS))
 def test_registry_import_refuses_bad_files_by_line(
-    db: Session, region: Region, actors: dict[str, Actor], rollback: Any, kind: registry_csv.CsvKind
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    rollback: Callable[[], AbstractContextManager[None]],
+    kind: registry_csv.CsvKind,
 ) -> None:
     """(A refused import leaves nothing because its caller's transaction rolls back: the import
     applies good rows in savepoints to find every reference error before it raises.)"""
@@ -402,14 +412,20 @@ def _comparable(kind: registry_csv.CsvKind, models: list[Any]) -> dict[Any, dict
 
 @pytest.mark.parametrize("kind", list(registry_csv.KINDS.values()), ids=list(registry_csv.KINDS))
 def test_registry_export_parses_back_to_what_was_imported(
-    db: Session, region: Region, actors: dict[str, Actor], rollback: Any, kind: registry_csv.CsvKind
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    rollback: Callable[[], AbstractContextManager[None]],
+    kind: registry_csv.CsvKind,
 ) -> None:
     admin = actors["admin"].principal
     key_of = kind.key
 
     def unique(rows: list[dict[str, Any]]) -> bool:
+        """One row per record, and no GTIN twice (a GTIN names one product)."""
         keys = [key_of(kind.schema.model_validate(row)) for row in rows]
-        return len(keys) == len(set(keys))
+        gtins = [row["gtin"] for row in rows if "gtin" in row]
+        return len(keys) == len(set(keys)) and len(gtins) == len(set(gtins))
 
     @ON_DB
     @given(rows=st.lists(REGISTRY_ROWS[kind.name], min_size=1, max_size=5).filter(unique))
@@ -448,7 +464,10 @@ STOCK_GOOD = {
 
 
 def test_stock_import_refuses_bad_files_by_line_and_records_nothing(
-    db: Session, region: Region, actors: dict[str, Actor], rollback: Any
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     manager = actors["fp_tha"].principal
 
@@ -482,7 +501,10 @@ NEED_GOOD = {
 
 
 def test_needs_import_refuses_bad_files_by_line(
-    db: Session, region: Region, actors: dict[str, Actor], rollback: Any
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     """(Like the registry import, it creates good rows in savepoints and its caller rolls back.)"""
     focal_point = actors["fp_tha"].principal
@@ -621,7 +643,7 @@ def mutated(draw: st.DrawFn, document: dict[str, Any]) -> Any:
         elif action == 1 and isinstance(parent, list):
             parent.append(copy.deepcopy(parent[path[-1]]))
         else:
-            parent[path[-1]] = draw(FHIR_WRONG)
+            parent[path[-1]] = copy.deepcopy(draw(FHIR_WRONG))  # never share a drawn list or dict
     return doc
 
 
@@ -652,7 +674,10 @@ def _stock(db: Session, region: Region, actor: Principal) -> None:
 
 
 def test_inventory_report_import_accepts_or_refuses_any_document(
-    db: Session, region: Region, actors: dict[str, Actor], rollback: Any
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     manager = actors["manager_tha"].principal
     _stock(db, region, manager)
@@ -726,7 +751,10 @@ def _need(db: Session, actor: Principal, **values: Any) -> Need:
 
 
 def test_supply_request_import_accepts_or_refuses_any_document(
-    db: Session, region: Region, actors: dict[str, Actor], rollback: Any
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     focal_point = actors["fp_tha"].principal
     base = supply_request.to_json(
@@ -754,7 +782,10 @@ external_ids = st.none() | st.text(
 
 
 def test_supply_request_export_parses_back_to_the_same_need(
-    db: Session, region: Region, actors: dict[str, Actor], rollback: Any
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     focal_point = actors["fp_tha"].principal
 
@@ -822,7 +853,11 @@ def _receipt_bundle(shipment: Shipment, kind: str = "transaction") -> dict[str, 
 
 
 def test_supply_delivery_import_accepts_or_refuses_any_document(
-    db: Session, region: Region, actors: dict[str, Actor], delivered: Shipment, rollback: Any
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    delivered: Shipment,
+    rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     manager = actors["manager_tha"].principal
     with rollback():  # a well-formed receipt of this shipment, to mutate
@@ -859,7 +894,11 @@ def splits(draw: st.DrawFn, quantity: int) -> tuple[int, list[RejectionIn]]:
 
 
 def test_supply_delivery_export_of_a_receipt_reads_back_as_that_receipt(
-    db: Session, region: Region, actors: dict[str, Actor], delivered: Shipment, rollback: Any
+    db: Session,
+    region: Region,
+    actors: dict[str, Actor],
+    delivered: Shipment,
+    rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     manager = actors["manager_tha"].principal
     lines = list(delivered.lines)

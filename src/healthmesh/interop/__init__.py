@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from fhir.resources import get_fhir_model_class
 from fhir.resources.resource import Resource
 from pydantic import ValidationError
 
@@ -73,6 +74,28 @@ def _nul_paths(value: Any, loc: list[int | str]) -> list[list[int | str]]:
     return []
 
 
+def _is_resource_type(name: Any) -> bool:
+    """A FHIR R5 resource's name (fhir.resources crashes on anything else in a nested resource)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        return False
+    try:
+        return issubclass(get_fhir_model_class(name), Resource)
+    except ValueError:
+        return False
+
+
+def _bad_resource_types(value: Any, loc: list[int | str]) -> list[list[int | str]]:
+    """Where a nested object claims a resourceType that is not a resource's name."""
+    if isinstance(value, list):
+        return [path for index, item in enumerate(value) for path in _bad_resource_types(item, [*loc, index])]
+    if not isinstance(value, dict):
+        return []
+    out = [] if "resourceType" not in value or _is_resource_type(value["resourceType"]) else [loc]
+    for key, item in value.items():
+        out += _bad_resource_types(item, [*loc, key])
+    return out
+
+
 def parse(model: type[R], body: Any, prefix: str = "") -> R:
     """Validate a resource with fhir.resources; every structural problem named by its path."""
     if not isinstance(body, dict):
@@ -87,6 +110,15 @@ def parse(model: type[R], body: Any, prefix: str = "") -> R:
         raise InvalidInput.on(
             fhir_path(["resourceType"], prefix),
             f"expected {model.__name__}, got {body.get('resourceType')!r}",
+        )
+    unknown = _bad_resource_types(body, [])
+    if unknown:
+        raise InvalidInput(
+            f"not a valid FHIR R5 {model.__name__}; nothing was recorded",
+            [
+                FieldError(fhir_path([*loc, "resourceType"], prefix), "not a FHIR R5 resource type")
+                for loc in unknown
+            ],
         )
     try:
         return model.model_validate(body)
