@@ -128,10 +128,21 @@ def _trend(
     values: dict[tuple[int, date], int] = {}
     if not product_ids or not facility_ids:
         return Trend(days, [(c, n) for _, c, n in products], [[] for _ in days], 0)
-    taken = {
-        day if isinstance(day, date) else date.fromisoformat(str(day))
-        for day in db.scalars(select(StockSnapshot.day).where(StockSnapshot.day.in_(days[:-1])).distinct())
-    }
+    # the first snapshot day on or after each day: one index probe each (a DISTINCT over the days,
+    # or EXISTS, which the planner may answer by scanning, reads millions of rows at scale)
+    first = db.execute(
+        select(
+            *(
+                select(func.min(StockSnapshot.day)).where(StockSnapshot.day >= day).scalar_subquery()
+                for day in days[:-1]
+            )
+        )
+    ).one()
+    found = [
+        value if isinstance(value, date) or value is None else date.fromisoformat(str(value))
+        for value in first
+    ]
+    taken = {day for day, on_or_after in zip(days[:-1], found, strict=True) if on_or_after == day}
     if taken:
         for p, day, on_hand in db.execute(
             select(StockSnapshot.product_id, StockSnapshot.day, func.sum(StockSnapshot.on_hand))
