@@ -3,7 +3,7 @@ full-continent allocation round (issue 8).
 
     .venv/bin/healthmesh demo --scale continent           # once: loads hm_continent (see the docs)
     .venv/bin/python -m bench.continent [--url URL] [--member NGA] [--requests 50] [--cold 5]
-                                        [--baseline 2] [--writes 20] [--no-allocation] [--explain]
+                                        [--baseline 2] [--writes 20] [--no-allocation | --allocation-only] [--explain]
 
 Against the continent database (55 members, 20,000 facilities, 300 products, 2,000,000 lots, a
 year of daily consumption at 400 facilities, 100,000 open needs), in process (no HTTP: the figure
@@ -513,6 +513,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=20, help="requests each after a committed write")
     parser.add_argument("--baseline", type=int, default=2, help="requests of the previous implementation")
     parser.add_argument("--no-allocation", action="store_true")
+    parser.add_argument("--allocation-only", action="store_true", help="only the allocation round")
     parser.add_argument("--explain", action="store_true", help="print the query plans and stop")
     parser.add_argument(
         "--before",
@@ -525,6 +526,9 @@ def main() -> None:
     engine = make_engine(args.url)
     factory = make_sessionmaker(engine)
     today = date.today()
+    if args.allocation_only:
+        allocation_round(factory, today)
+        return
     window = Window(today)
     with factory() as db:
         member = db.scalar(select(Jurisdiction).where(Jurisdiction.iso3 == args.member.upper()))
