@@ -3,7 +3,8 @@ full-continent allocation round (issue 8).
 
     .venv/bin/healthmesh demo --scale continent           # once: loads hm_continent (see the docs)
     .venv/bin/python -m bench.continent [--url URL] [--member NGA] [--requests 50] [--cold 5]
-                                        [--baseline 2] [--writes 20] [--no-allocation | --allocation-only] [--explain]
+                                        [--baseline 2] [--writes 20] [--explain]
+                                        [--no-allocation | --allocation-only]
 
 Against the continent database (55 members, 20,000 facilities, 300 products, 2,000,000 lots, a
 year of daily consumption at 400 facilities, 100,000 open needs), in process (no HTTP: the figure
