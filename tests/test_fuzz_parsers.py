@@ -59,6 +59,8 @@ from healthmesh.supply.models import IngestBatch, StockEvent
 from tests.conftest import Actor, Region
 from tests.test_fhir_supply_delivery import _dispatch, _plan
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("HEALTHMESH_FUZZ_EXAMPLES", "8"))  # a deeper run: 80 (as for the API)
 #: Settings for tests on the database: each example runs in a savepoint rolled back after it, so
 #: the function-scoped fixtures are safely shared between examples.
