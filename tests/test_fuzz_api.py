@@ -356,10 +356,6 @@ LOT_WITH_NUL = {
 BIG = 2**63
 
 
-def _awaiting(fix: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=f"awaiting {fix} (see the issue 10 fuzzing report)")
-
-
 #: Requests the fuzzer found answered with a 500 (on one database or both), and the field the 422
 #: that now answers them names. `{draft}` is a draft need of Rajavithi.
 FOUND = [
@@ -390,29 +386,24 @@ FOUND = [
         {"json": {**LOT_WITH_NUL, "contained": [{"resourceType": None, "id": "lot-1"}]}},
         "contained[0].resourceType",
     ),
-    pytest.param(
-        "GET", f"/api/v1/pledges?offset={BIG}", {}, "offset", marks=_awaiting("web/deps.py: page offset le")
-    ),
+    pytest.param("GET", f"/api/v1/pledges?offset={BIG}", {}, "offset"),
     pytest.param(
         "POST",
         "/api/v1/logistics/shipments/14376667970/moves",
         {"json": {"status": "lost"}},
         "shipment_id",
-        marks=_awaiting("logistics/api.py: RowId ids"),
     ),
     pytest.param(
         "GET",
         "/api/v1/mutual-aid/plans/203610620864",
         {},
         "plan_id",
-        marks=_awaiting("mutual_aid/api.py: RowId"),
     ),
     pytest.param(
         "POST",
         "/api/v1/auth/login",
         {"json": {"username": "fp\u0000tha", "password": "correct-horse-battery-staple"}},
         "username",
-        marks=_awaiting("web/deps.py: refuse_nul"),
     ),
 ]
 

@@ -536,7 +536,6 @@ MUTUAL_AID_GOOD = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="awaiting the mutual_aid/transfer.py fix (issue 10 fuzzing report)")
 @PURE
 @example(  # a lone CR ends lines: csv.Error
     demand="member,date,units\rNY,2020-04-01,5\r",

@@ -704,9 +704,14 @@ def test_no_secret_reaches_the_servers_access_log(
     settings: Settings,
     actors: dict[str, Actor],
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The same flow against uvicorn itself, with its access log on."""
     caplog.set_level(logging.INFO)
+    access_logger = logging.getLogger("uvicorn.access")  # an earlier in-process uvicorn may have
+    monkeypatch.setattr(access_logger, "propagate", True)  # configured it not to propagate
+    monkeypatch.setattr(access_logger, "disabled", False)
+    monkeypatch.setattr(access_logger, "level", logging.INFO)
     app = _app_on(db, engine, settings)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

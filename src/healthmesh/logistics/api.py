@@ -26,6 +26,7 @@ from healthmesh.logistics.schemas import (
     TransitionOut,
 )
 from healthmesh.logistics.workflow import ShipmentStatus
+from healthmesh.registry.schemas import RowId
 from healthmesh.web.deps import DbSession, IdempotencyKey, Page, require
 from healthmesh.web.pagination import PageOut
 
@@ -126,7 +127,7 @@ def detail_out(shipment: Shipment, now: datetime) -> ShipmentDetailOut:
     "/plans/{plan_id}/shipments", response_model=list[ShipmentDetailOut], status_code=status.HTTP_201_CREATED
 )
 def plan_shipments(
-    plan_id: int, data: PlanShipmentsIn, db: DbSession, actor: Planner
+    plan_id: RowId, data: PlanShipmentsIn, db: DbSession, actor: Planner
 ) -> list[ShipmentDetailOut]:
     """Turn an approved plan's lines into shipments, one per source and destination."""
     now = utcnow()
@@ -141,7 +142,7 @@ def list_shipments(
     status_: Annotated[ShipmentStatus | None, Query(alias="status")] = None,
     member: Annotated[str | None, Query(description="ISO3 of the sending or receiving member")] = None,
     product: str | None = None,
-    plan_id: int | None = None,
+    plan_id: RowId | None = None,
     overdue: Annotated[bool | None, Query(description="On the road past its ETA")] = None,
 ) -> PageOut[ShipmentOut]:
     """Shipments leaving from or arriving at a facility in your scope, newest first."""
@@ -177,12 +178,12 @@ def shipments_map(
 
 
 @router.get("/shipments/{shipment_id}", response_model=ShipmentDetailOut)
-def get_shipment(shipment_id: int, db: DbSession, actor: Reader) -> ShipmentDetailOut:
+def get_shipment(shipment_id: RowId, db: DbSession, actor: Reader) -> ShipmentDetailOut:
     return detail_out(service.get(db, actor, shipment_id), utcnow())
 
 
 @router.post("/shipments/{shipment_id}/moves", response_model=ShipmentDetailOut)
-def move_shipment(shipment_id: int, data: MoveIn, db: DbSession, actor: Sender) -> ShipmentDetailOut:
+def move_shipment(shipment_id: RowId, data: MoveIn, db: DbSession, actor: Sender) -> ShipmentDetailOut:
     """Pick, dispatch, mark in transit, cancel or declare lost (the source side); mark delivered
     (either side: the carrier reports to the sender, the gate to the receiver)."""
     return detail_out(service.move(db, actor, shipment_id, data), utcnow())
@@ -190,7 +191,7 @@ def move_shipment(shipment_id: int, data: MoveIn, db: DbSession, actor: Sender) 
 
 @router.post("/shipments/{shipment_id}/temperature-logs", response_model=TemperatureLogOut, status_code=201)
 def upload_temperature_log(
-    shipment_id: int, db: DbSession, actor: Receiver, file: Annotated[UploadFile, File()]
+    shipment_id: RowId, db: DbSession, actor: Receiver, file: Annotated[UploadFile, File()]
 ) -> TemperatureLogOut:
     """Upload the logger's CSV (columns `timestamp`, `temperature_c`); excursions beyond a product's
     tolerance are flagged and the receipt then needs a decision."""
@@ -200,7 +201,7 @@ def upload_temperature_log(
 
 @router.post("/shipments/{shipment_id}/receipt", response_model=ShipmentDetailOut)
 def receive_shipment(
-    shipment_id: int, data: ReceiptIn, db: DbSession, actor: Receiver, key: IdempotencyKey = None
+    shipment_id: RowId, data: ReceiptIn, db: DbSession, actor: Receiver, key: IdempotencyKey = None
 ) -> ShipmentDetailOut:
     """Confirm receipt: accepted and rejected units per line, receiver, time, optional signature."""
     shipment, _ = service.receive(db, actor, shipment_id, data, idempotency_key=key)
@@ -209,14 +210,14 @@ def receive_shipment(
 
 @router.post("/shipments/{shipment_id}/quarantine", response_model=ShipmentDetailOut)
 def resolve_quarantine(
-    shipment_id: int, data: QuarantineIn, db: DbSession, actor: Receiver
+    shipment_id: RowId, data: QuarantineIn, db: DbSession, actor: Receiver
 ) -> ShipmentDetailOut:
     """Release quarantined stock for use, or write it off."""
     return detail_out(service.resolve_quarantine(db, actor, shipment_id, data), utcnow())
 
 
 @router.get("/shipments/{shipment_id}/signature")
-def get_signature(shipment_id: int, db: DbSession, actor: Reader) -> Response:
+def get_signature(shipment_id: RowId, db: DbSession, actor: Reader) -> Response:
     """The receiver's signature image, as stored (its SHA-256 is on the shipment)."""
     blob = service.signature(db, actor, shipment_id)
     return Response(blob.data, media_type=blob.media_type, headers={"ETag": f'"{blob.sha256}"'})

@@ -19,6 +19,7 @@ from healthmesh.logistics.api import shipment_out
 from healthmesh.mutual_aid import approval, service, transfer
 from healthmesh.mutual_aid.model import Policy
 from healthmesh.mutual_aid.models import MutualAidPlan
+from healthmesh.registry.schemas import RowId
 from healthmesh.web.deps import DbSession, require
 
 router = APIRouter(prefix="/api/v1/mutual-aid", tags=["mutual aid"])
@@ -180,13 +181,13 @@ async def create_plan(request: Request, actor: Runner, db: DbSession, rows: bool
 
 
 @router.get("/plans/{plan_id}")
-def get_plan(plan_id: int, db: DbSession, _: Reader) -> dict[str, Any]:
+def get_plan(plan_id: RowId, db: DbSession, _: Reader) -> dict[str, Any]:
     """A stored plan: its status, who decided, and the plan as it was computed."""
     return _stored_out(approval.get(db, plan_id))
 
 
 @router.post("/plans/{plan_id}/approve")
-def approve_plan(plan_id: int, db: DbSession, actor: Approver) -> dict[str, Any]:
+def approve_plan(plan_id: RowId, db: DbSession, actor: Approver) -> dict[str, Any]:
     """Approve a stored plan: its first period's transfers and reserve releases are reserved at
     the senders (national warehouses, reserve depots; earliest expiry first) and planned as
     shipments to the receivers' national warehouses, all or nothing (409 naming any sender

@@ -45,11 +45,28 @@ class Inputs:
     distances: list[tuple[str, str, float, int | None]] = field(default_factory=list)
 
 
+def _records(text: str, source: str, errors: list[FieldError]) -> list[list[str]]:
+    """The file's records, whatever its line endings; a record holding a NUL character (no
+    database stores one in text) is left out with an error, and one the csv module cannot read (a
+    cell over its size limit) ends the file with an error on its line."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    out: list[list[str]] = []
+    try:
+        for cells in reader:
+            if any("\x00" in cell for cell in cells):
+                errors.append(FieldError(source, "contains a NUL character", reader.line_num))
+                cells = []
+            out.append(cells)
+    except csv.Error as exc:
+        errors.append(FieldError(source, f"unreadable CSV: {exc}", reader.line_num))
+    return out
+
+
 def _rows(
     text: str, source: str, required: tuple[str, ...], optional: tuple[str, ...], errors: list[FieldError]
 ) -> list[tuple[int, dict[str, str]]]:
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    header = [name.strip().lower() for name in next(reader, [])]
+    records = _records(text, source, errors)
+    header = [name.strip().lower() for name in (records[0] if records else [])]
     if not header:
         errors.append(FieldError(source, "the file is empty", 1))
         return []
@@ -63,7 +80,7 @@ def _rows(
     if any(name not in column for name in required):
         return []
     out = []
-    for line, cells in enumerate(reader, start=2):
+    for line, cells in enumerate(records[1:], start=2):
         if not any(cell.strip() for cell in cells):
             continue
         out.append((line, {name: cells[i].strip() if i < len(cells) else "" for name, i in column.items()}))
@@ -77,6 +94,15 @@ def _number(value: str, where: str, line: int | None, errors: list[FieldError]) 
         number = math.nan
     if not math.isfinite(number) or number < 0:
         errors.append(FieldError(where, f"not a number >= 0: {value!r}", line))
+        return None
+    return number
+
+
+def _periods(value: str, where: str, line: int | None, errors: list[FieldError]) -> float | None:
+    """A delay: a whole number of periods, at most 365 (as in the JSON form)."""
+    number = _number(value, where, line, errors)
+    if number is not None and (number != int(number) or number > 365):
+        errors.append(FieldError(where, f"a whole number of periods from 0 to 365, not {value!r}", line))
         return None
     return number
 
@@ -110,10 +136,13 @@ def read_supply(text: str, inputs: Inputs, errors: list[FieldError]) -> None:
 
 
 def read_distances(text: str, inputs: Inputs, errors: list[FieldError]) -> None:
-    first = next(csv.reader(io.StringIO(text.lstrip("\ufeff"))), [])
+    unreadable: list[FieldError] = []  # reported here for a matrix, else by _rows
+    records = _records(text, "distances", unreadable)
+    first = records[0] if records else []
     if first and not first[0].strip():  # a matrix
         names = [name.strip() for name in first[1:]]
-        for line, cells in enumerate(csv.reader(io.StringIO(text.lstrip("\ufeff"))), start=1):
+        errors += unreadable
+        for line, cells in enumerate(records, start=1):
             if line == 1 or not cells:
                 continue
             for name, cell in zip(names, cells[1:], strict=False):
@@ -124,7 +153,7 @@ def read_distances(text: str, inputs: Inputs, errors: list[FieldError]) -> None:
         return
     for line, row in _rows(text, "distances", ("from", "to", "distance"), ("delay",), errors):
         km = _number(row["distance"], "distances.distance", line, errors)
-        delay = _number(row["delay"], "distances.delay", line, errors) if row.get("delay") else None
+        delay = _periods(row["delay"], "distances.delay", line, errors) if row.get("delay") else None
         if km is not None and (delay is not None or not row.get("delay")):
             inputs.distances.append((row["from"], row["to"], km, None if delay is None else int(delay)))
 

@@ -7,7 +7,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -34,7 +34,7 @@ from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply.api import router as supply_router
 from healthmesh.web import problems
 from healthmesh.web.console import routes as console
-from healthmesh.web.deps import SESSION_COOKIE, DbSession, Public
+from healthmesh.web.deps import SESSION_COOKIE, DbSession, Public, refuse_nul
 
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         docs_url=None,
         redoc_url=None,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.settings = settings
     app.state.engine = engine

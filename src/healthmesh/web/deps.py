@@ -6,10 +6,12 @@ without error (scope="function", so a failed commit still turns into an error re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import json
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
@@ -18,7 +20,7 @@ from healthmesh.accounts import service as accounts
 from healthmesh.accounts.access import Permission, Principal
 from healthmesh.config import Settings
 from healthmesh.db import begin_write
-from healthmesh.errors import PermissionDenied, Unauthenticated
+from healthmesh.errors import FieldError, InvalidInput, PermissionDenied, Unauthenticated
 
 SESSION_COOKIE = "hm_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -116,7 +118,7 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1, description="Rows to skip")] = 0,
 ) -> tuple[int, int]:
     return limit, offset
 
@@ -130,3 +132,36 @@ def public_route() -> None:
 
 public_route.public = True  # type: ignore[attr-defined]
 Public = Depends(public_route)
+
+
+def _nul_fields(value: Any, loc: tuple[str, ...]) -> list[str]:
+    """Dotted names of the JSON strings (values or keys) that hold a NUL character."""
+    if isinstance(value, str):
+        return [".".join(loc) or "body"] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [
+            name
+            for key, item in value.items()
+            for name in ([".".join((*loc, str(key)))] if "\x00" in str(key) else [])
+            + _nul_fields(item, (*loc, str(key)))
+        ]
+    if isinstance(value, list):
+        return [name for item in value for name in _nul_fields(item, loc)]
+    return []
+
+
+async def refuse_nul(request: Request) -> None:
+    """No text column stores a NUL character (PostgreSQL refuses it) and no real value holds one:
+    refuse it in any path or query parameter or JSON body, naming where, before a route reads it.
+    (CSV files and FHIR documents are checked by their parsers, with lines and FHIR paths.)"""
+    params = [*request.path_params.items(), *request.query_params.multi_items()]
+    fields = [name for name, value in params if "\x00" in name or "\x00" in str(value)]
+    fhir = request.url.path.startswith("/fhir/")  # its parser names the FHIR path itself
+    if "json" in request.headers.get("content-type", "") and not fhir:
+        body = await request.body()
+        if b"\\u0000" in body or b"\x00" in body:
+            with contextlib.suppress(ValueError):  # not JSON: the route's own validation says so
+                fields += _nul_fields(json.loads(body), ())
+    if fields:
+        errors = [FieldError(name, "contains a NUL character") for name in fields]
+        raise InvalidInput("a NUL character is not accepted", errors)
