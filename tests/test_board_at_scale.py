@@ -26,15 +26,17 @@ from bench.continent import (
     reference_indicator_rows,
     reference_shortage_board,
 )
-from sqlalchemy import Engine, create_engine, text, update
+from sqlalchemy import Engine, create_engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from healthmesh import migrate
 from healthmesh.accounts.access import Principal, Role
 from healthmesh.db import make_engine, make_sessionmaker
+from healthmesh.needs import service as needs_service
 from healthmesh.needs.models import Need
-from healthmesh.needs.workflow import NeedStatus, Urgency
+from healthmesh.needs.schemas import NeedIn
+from healthmesh.needs.workflow import OUTSTANDING, NeedStatus, Urgency
 from healthmesh.registry.enums import FacilityKind, IncomeGroup, ProductCategory, StorageCondition
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply import analytics, ledger, rules, summary, warmer
@@ -556,26 +558,62 @@ def test_a_registry_change_empties_the_cache(scaled: Scaled) -> None:
             db.commit()
 
 
-def test_needs_are_read_live(scaled: Scaled) -> None:
+def _raise_need(db: Session, actor: Principal, quantity: int) -> None:
+    needs_service.create(
+        db,
+        actor,
+        NeedIn(
+            jurisdiction="SGP",
+            product="PPE-002",
+            quantity=quantity,
+            urgency=Urgency.EMERGENCY,
+            needed_by=TODAY + timedelta(days=3),
+            submit=True,
+        ),
+        today=TODAY,
+    )
+
+
+def test_a_committed_need_is_seen_by_the_next_request(scaled: Scaled) -> None:
+    """Outstanding needs are kept in the cache (per member and product, and their counts) until
+    a need changes: the next request after a committed need counts it."""
     window = WINDOWS[0]
     admin = _principals(scaled)["admin"]
     with scaled.factory() as db:
         analytics.shortage_board(db, admin, window=window)
-        db.add(
-            Need(
-                jurisdiction_id=scaled.members["SGP"],
-                product_id=scaled.products["PPE-002"],
-                quantity=12345,
-                urgency=Urgency.EMERGENCY,
-                needed_by=TODAY + timedelta(days=3),
-                status=NeedStatus.OPEN,
-            )
-        )
+        before = needs_service.outstanding_counts(db, admin)
+        cache = summary.cache_for(db)
+        assert cache is not None
+    with scaled.factory() as db:
+        _raise_need(db, admin, 12345)
         db.commit()
     with scaled.factory() as db:
         rows = analytics.shortage_board(db, admin, window=window)
         assert board_key(rows) == board_key(reference_shortage_board(db, admin, window=window))
         assert any(r.jurisdiction == "SGP" and r.outstanding_requests >= 12345 for r in rows)
+        after = needs_service.outstanding_counts(db, admin)
+        assert (after.total, after.emergency) == (before.total + 1, before.emergency + 1)
+        assert needs_service.outstanding_counts(db, _principals(scaled)["fp_lao"]).total == sum(
+            1
+            for need in db.scalars(select(Need))
+            if need.status in OUTSTANDING and need.jurisdiction_id == scaled.members["LAO"]
+        )
+        hits = cache.derived_hits
+        again = analytics.shortage_board(db, admin, window=window)
+        assert board_key(again) == board_key(rows)
+        assert cache.derived_hits == hits + 1  # nothing changed since: served from the cache
+
+
+def test_an_uncommitted_need_is_counted_for_its_writer_only(scaled: Scaled) -> None:
+    admin = _principals(scaled)["admin"]
+    with scaled.factory() as db:
+        before = needs_service.outstanding_counts(db, admin)
+    with scaled.factory() as pending:
+        _raise_need(pending, admin, 5)
+        assert needs_service.outstanding_counts(pending, admin).total == before.total + 1
+        pending.rollback()
+    with scaled.factory() as db:
+        assert needs_service.outstanding_counts(db, admin) == before
 
 
 def test_a_change_committed_after_a_later_one_is_still_seen(scaled: Scaled) -> None:

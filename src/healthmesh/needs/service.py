@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Permission, Principal, ScopeKind
@@ -16,6 +17,7 @@ from healthmesh.needs.models import Need, NeedTransition
 from healthmesh.needs.schemas import NeedIn, NeedOut, NeedUpdate, TransitionOut
 from healthmesh.needs.workflow import (
     IN_PROGRESS,
+    OUTSTANDING,
     Action,
     InvalidTransition,
     NeedStatus,
@@ -24,6 +26,7 @@ from healthmesh.needs.workflow import (
     status_for_progress,
 )
 from healthmesh.registry.models import Facility, Jurisdiction, Product
+from healthmesh.supply import summary
 
 
 def to_out(need: Need, with_history: bool = False) -> NeedOut:
@@ -121,8 +124,9 @@ def follow_progress(db: Session, need: Need, actor: Principal | None, note: str)
             [FieldError("status", need.status.value)],
         )
     target = status_for_progress(need.quantity, need.quantity_allocated, need.quantity_fulfilled)
-    if target is need.status:
+    if target is need.status:  # same status, other quantities: announced all the same
         db.flush()
+        _announce(db, need)
         return
     _move(db, need, target, actor, note)
 
@@ -234,6 +238,67 @@ def list_needs(
     total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = db.scalars(stmt.order_by(Need.id).limit(limit).offset(offset)).all()
     return list(rows), total
+
+
+@dataclass(frozen=True)
+class OutstandingCounts:
+    """How many needs are outstanding (submitted and not yet fully allocated), and how many of
+    them are emergencies: the headline figures of the overview and of a member's page."""
+
+    total: int
+    emergency: int
+
+
+def _count_by_member_and_urgency(
+    conn: Connection, facility_id: int | None = None
+) -> dict[tuple[int, Urgency], int]:
+    stmt = select(Need.jurisdiction_id, Need.urgency, func.count()).where(
+        Need.status.in_(sorted(OUTSTANDING))
+    )
+    if facility_id is not None:
+        stmt = stmt.where(Need.facility_id == facility_id)
+    return {
+        (j, Urgency(urgency)): int(n)
+        for j, urgency, n in conn.execute(stmt.group_by(Need.jurisdiction_id, Need.urgency))
+    }
+
+
+def outstanding_counts(
+    db: Session, actor: Principal, jurisdiction_id: int | None = None
+) -> OutstandingCounts:
+    """Outstanding needs the actor may see (of one member, if given). Counted per member and
+    urgency once and kept in the analytics cache until a need changes: at continent scale a count
+    over 75,000 outstanding needs takes ~20 ms, and every dashboard view asks for two."""
+    counts: dict[tuple[int, Urgency], int] | None = None
+    if actor.scope is ScopeKind.FACILITY:
+        counts = _count_by_member_and_urgency(db.connection(), actor.facility_id or -1)
+    else:
+        cache = summary.cache_for(db)
+        if cache is not None:
+            counts = cache.derived(db, ("outstanding_need_counts",), ["need"], _count_by_member_and_urgency)
+        if counts is None:
+            counts = _count_by_member_and_urgency(db.connection())
+    wanted = None if jurisdiction_id is None else {jurisdiction_id}
+    if actor.scope is ScopeKind.JURISDICTION:
+        own = actor.jurisdiction_id if actor.jurisdiction_id is not None else -1
+        wanted = {own} & (wanted or {own})
+    chosen = {key: n for key, n in counts.items() if wanted is None or key[0] in wanted}
+    return OutstandingCounts(
+        sum(chosen.values()), sum(n for (_, urgency), n in chosen.items() if urgency is Urgency.EMERGENCY)
+    )
+
+
+def first_outstanding(
+    db: Session, actor: Principal, *, jurisdiction_id: int | None, urgency: Urgency | None, limit: int
+) -> list[Need]:
+    """The oldest outstanding needs the actor may see (of one member, of one urgency), without
+    counting them all (`outstanding_counts` does that)."""
+    stmt = _visible(select(Need), actor).where(Need.status.in_(sorted(OUTSTANDING)))
+    if jurisdiction_id is not None:
+        stmt = stmt.where(Need.jurisdiction_id == jurisdiction_id)
+    if urgency is not None:
+        stmt = stmt.where(Need.urgency == urgency)
+    return list(db.scalars(stmt.order_by(Need.id).limit(limit)))
 
 
 def _locked(db: Session, need: Need) -> Need:

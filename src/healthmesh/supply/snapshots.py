@@ -15,6 +15,7 @@ from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Principal
+from healthmesh.changes.service import Change, publish
 from healthmesh.registry.models import Facility
 from healthmesh.supply.enums import EventKind
 from healthmesh.supply.models import Lot, LotBalance, StockEvent, StockSnapshot
@@ -85,6 +86,8 @@ def take_snapshot(db: Session, day: date, window_days: int = 30) -> int:
     ]
     for start in range(0, len(rows), 2000):
         db.execute(insert(StockSnapshot), rows[start : start + 2000])
+    # on the change feed: what was computed from the snapshots (a member page's trend) is redone
+    publish(db, [Change("snapshot", None, None, {"day": day.isoformat(), "rows": len(rows)})])
     return len(rows)
 
 

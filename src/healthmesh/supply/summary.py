@@ -27,8 +27,11 @@ changed:
 * Each member's rows are reloaded after `TTL_SECONDS` (with jitter, so members do not all reload
   at once): a bound on staleness from anything that bypasses the ledger.
 
-The cache holds stock figures only: the pipeline (transfers on their way, which cross members)
-and the outstanding needs are read live by `analytics` for every answer (two index scans). It is
+The cache holds stock figures, and (`Cache.derived`) results that depend on other topics of the
+outbox and are kept until a change of one of them is committed: the outstanding needs per member
+and product and their counts (topic `need`), the past weeks of a member page's trend (topic
+`snapshot`). The pipeline (transfers on their way, which cross members) is read live by
+`analytics` for every answer (index scans). It is
 per process (each API worker has its own) and per engine; a few windows (date and window
 lengths) are kept, the least recently used dropped first. `HEALTHMESH_ANALYTICS_CACHE=0` turns it
 off (every answer is then aggregated in SQL, which is exact and, at continent scale, seconds).
@@ -43,10 +46,10 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
     from healthmesh.supply.analytics import Window
 
 Rows = NDArray[np.int64]
+T = TypeVar("T")
 
 #: Columns of a facility's rows (one row per product).
 PRODUCT, ON_HAND, RESERVED, USABLE, NEAR_EXPIRY, EXPIRED, ISSUED, STOCKOUT_DAYS = range(8)
@@ -78,6 +82,8 @@ NATIONAL, RESERVE = 0, 1
 MARGIN = 1000
 TTL_SECONDS = 600.0
 WINDOWS_KEPT = 3
+#: `Cache.derived` results kept (least recently used dropped first).
+DERIVED_KEPT = 256
 ENABLED = os.environ.get("HEALTHMESH_ANALYTICS_CACHE", "1") != "0"
 #: Past this many facility ids, SQLite gets no IN list (its bind limit) and rows are filtered here.
 SQLITE_IN_LIMIT = 900
@@ -338,6 +344,13 @@ class _WindowState:
     width: int = 0
 
 
+@dataclass(frozen=True)
+class _Derived:
+    version: tuple[int, ...]
+    deadline: float
+    value: Any
+
+
 class _Inconsistent(Exception):
     """The registry changed under a load: start again from nothing."""
 
@@ -351,6 +364,7 @@ class Cache:
         self.lock = threading.Lock()
         self.loads = 0  # full or member loads, for benchmarks and tests
         self.refreshed = 0  # facilities reloaded after a change
+        self.derived_hits = 0  # `derived` answers served without computing
         self._reset()
 
     def _reset(self) -> None:
@@ -359,6 +373,9 @@ class Cache:
         self.registry: tuple[Any, ...] | None = None
         self.member_of: dict[int, tuple[int, int]] = {}
         self.windows: OrderedDict[Window, _WindowState] = OrderedDict()
+        #: topic -> how many syncs have seen a new change of it (what `derived` values depend on)
+        self.versions: dict[str, int] = {}
+        self.derived_values: OrderedDict[Hashable, _Derived] = OrderedDict()
 
     # signatures ---------------------------------------------------------------------------------
 
@@ -399,18 +416,20 @@ class Cache:
         new = [change for change in visible if change not in self.seen]
         if new:
             touched: set[int] = set()
+            topics: set[str] = set()
             for start in range(0, len(new), 1000):
-                touched.update(
-                    conn.scalars(
-                        select(ChangeEvent.facility_id).where(
-                            ChangeEvent.id.in_(new[start : start + 1000]),
-                            ChangeEvent.topic == "stock",
-                            ChangeEvent.facility_id.is_not(None),
-                        )
-                    )
-                )
+                for topic, facility in conn.execute(
+                    select(ChangeEvent.topic, ChangeEvent.facility_id)
+                    .where(ChangeEvent.id.in_(new[start : start + 1000]))
+                    .distinct()
+                ):
+                    topics.add(topic)
+                    if topic == "stock" and facility is not None:
+                        touched.add(facility)
             for state in self.windows.values():
                 state.dirty |= touched
+            for topic in topics:
+                self.versions[topic] = self.versions.get(topic, 0) + 1
             self.seen.update(new)
             floor = max(visible) - MARGIN
             if floor > self.floor:
@@ -484,6 +503,42 @@ class Cache:
                 table[new[:, PRODUCT]] += contribution(new)
                 state.facilities[f] = new
 
+    def _caught_up(self, db: Session, conn: Connection) -> bool:
+        """Apply the committed changes; False if the caller sees writes of its own (uncommitted)
+        that the cache must not keep."""
+        if self.floor is None:
+            self._sync(conn)
+        # The caller first, then the committed state: whatever the caller sees must be committed
+        # by then, or it is its own write (commits in between are harmless).
+        mine = self._caller_view(db)
+        committed = self._sync(conn)
+        return mine is None or (mine[0] <= committed and mine[1] == self.registry)
+
+    def derived(
+        self, db: Session, key: Hashable, topics: Iterable[str], compute: Callable[[Connection], T]
+    ) -> T | None:
+        """`compute` run on the cache's connection (committed data) and kept until a change of one
+        of `topics` is committed (or `TTL_SECONDS` pass: a bound for writes that bypass the
+        outbox); None if the caller must compute it itself (see the module docstring). For
+        results that are costly and change far less often than they are read: outstanding needs
+        per member, the weeks of a trend already in the snapshots."""
+        with self.lock, self.engine.connect() as conn:
+            if not self._caught_up(db, conn):
+                return None
+            version = tuple(self.versions.get(topic, 0) for topic in sorted(set(topics)))
+            now = time.monotonic()
+            found = self.derived_values.get(key)
+            if found is not None and found.version == version and found.deadline > now:
+                self.derived_values.move_to_end(key)
+                self.derived_hits += 1
+                return found.value  # type: ignore[no-any-return]
+            value = compute(conn)
+            self.derived_values[key] = _Derived(version, now + TTL_SECONDS, value)
+            self.derived_values.move_to_end(key)
+            while len(self.derived_values) > DERIVED_KEPT:
+                self.derived_values.popitem(last=False)
+            return value
+
     def stats(
         self,
         db: Session,
@@ -500,13 +555,7 @@ class Cache:
         with self.lock:
             try:
                 with self.engine.connect() as conn:
-                    if self.floor is None:
-                        self._sync(conn)
-                    # The caller first, then the committed state: whatever the caller sees must be
-                    # committed by then, or it is its own write (commits in between are harmless).
-                    mine = self._caller_view(db)
-                    committed = self._sync(conn)
-                    if mine is not None and not (mine[0] <= committed and mine[1] == self.registry):
+                    if not self._caught_up(db, conn):
                         return None
                     state = self._state(window)
                     wanted = (

@@ -16,7 +16,7 @@ from healthmesh.db import utcnow
 from healthmesh.logistics import service as logistics
 from healthmesh.logistics.workflow import ShipmentStatus
 from healthmesh.needs import service as needs
-from healthmesh.needs.workflow import OUTSTANDING, Urgency
+from healthmesh.needs.workflow import Urgency
 from healthmesh.registry.models import Jurisdiction, Product
 from healthmesh.supply import analytics
 from healthmesh.web.console.base import Viewer, render, viewer_with
@@ -57,27 +57,9 @@ def overview(
     products = list(db.execute(select(Product.code, Product.name).order_by(Product.code)))
     chosen = product or (board[0].product if board else (products[0][0] if products else ""))
     members = list(db.scalars(select(Jurisdiction).order_by(Jurisdiction.name)))
-    open_needs, open_total = needs.list_needs(
-        db,
-        viewer.principal,
-        status=sorted(OUTSTANDING),
-        jurisdiction=None,
-        facility=None,
-        product=None,
-        urgency=Urgency.EMERGENCY,
-        limit=8,
-        offset=0,
-    )
-    _, outstanding = needs.list_needs(
-        db,
-        viewer.principal,
-        status=sorted(OUTSTANDING),
-        jurisdiction=None,
-        facility=None,
-        product=None,
-        urgency=None,
-        limit=1,
-        offset=0,
+    counts = needs.outstanding_counts(db, viewer.principal)
+    open_needs = needs.first_outstanding(
+        db, viewer.principal, jurisdiction_id=None, urgency=Urgency.EMERGENCY, limit=8
     )
     moving, on_road = logistics.list_shipments(
         db, viewer.principal, status=ShipmentStatus.IN_TRANSIT, page=(500, 0)
@@ -104,8 +86,8 @@ def overview(
         routes=routes,
         headline=board[:10],
         emergencies=open_needs,
-        emergency_total=open_total,
-        outstanding=outstanding,
+        emergency_total=counts.emergency,
+        outstanding=counts.total,
         in_transit=on_road,
         overdue=overdue,
     )
