@@ -26,7 +26,7 @@ from bench.continent import (
     reference_indicator_rows,
     reference_shortage_board,
 )
-from sqlalchemy import Engine, create_engine, select, text, update
+from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,10 +39,11 @@ from healthmesh.needs.schemas import NeedIn
 from healthmesh.needs.workflow import OUTSTANDING, NeedStatus, Urgency
 from healthmesh.registry.enums import FacilityKind, IncomeGroup, ProductCategory, StorageCondition
 from healthmesh.registry.models import Facility, Jurisdiction, Product
-from healthmesh.supply import analytics, ledger, rules, summary, warmer
+from healthmesh.supply import analytics, ledger, rules, snapshots, summary, warmer
 from healthmesh.supply import indicators as ind
 from healthmesh.supply.analytics import Level, Window
 from healthmesh.supply.enums import EventKind
+from healthmesh.supply.models import StockSnapshot
 from tests.conftest import PG_ADMIN_URL
 
 TODAY = date(2026, 11, 30)
@@ -614,6 +615,36 @@ def test_an_uncommitted_need_is_counted_for_its_writer_only(scaled: Scaled) -> N
         pending.rollback()
     with scaled.factory() as db:
         assert needs_service.outstanding_counts(db, admin) == before
+
+
+def test_a_snapshot_taken_is_seen_by_the_next_trend(scaled: Scaled) -> None:
+    """A trend's past weeks are kept until a snapshot is taken (announced on the change feed)."""
+    facilities = sorted(f for code, (f, _) in scaled.facilities.items() if code.startswith("THA"))
+    products = sorted(scaled.products.values())
+    days = [TODAY - timedelta(weeks=2), TODAY - timedelta(weeks=1)]
+    with scaled.factory() as db:
+        assert snapshots.on_hand_by_day(db, facilities, products, days) == (frozenset(), {})
+        cache = summary.cache_for(db)
+        assert cache is not None
+        hits = cache.derived_hits
+        assert snapshots.on_hand_by_day(db, facilities, products, days) == (frozenset(), {})
+        assert cache.derived_hits == hits + 1
+    with scaled.factory() as db:
+        snapshots.take_snapshot(db, days[1])
+        db.commit()
+    with scaled.factory() as db:
+        taken, on_hand = snapshots.on_hand_by_day(db, facilities, products, days)
+        assert taken == {days[1]}
+        expected = {
+            (p, days[1]): int(total)
+            for p, total in db.execute(
+                select(StockSnapshot.product_id, func.sum(StockSnapshot.on_hand))
+                .where(StockSnapshot.day == days[1], StockSnapshot.facility_id.in_(facilities))
+                .group_by(StockSnapshot.product_id)
+            )
+        }
+        assert on_hand == expected
+        assert sum(on_hand.values()) > 0
 
 
 def test_a_change_committed_after_a_later_one_is_still_seen(scaled: Scaled) -> None:

@@ -7,6 +7,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from healthmesh.changes.models import ChangeEvent
+from healthmesh.needs import service as needs_service
 from healthmesh.needs.models import Need, NeedTransition
 from healthmesh.needs.workflow import Action, InvalidTransition, NeedStatus, next_status
 from tests.conftest import Actor
@@ -159,3 +161,25 @@ def test_workflow_table() -> None:
     assert next_status(NeedStatus.ALLOCATED, Action.FULFIL_ALL) is NeedStatus.FULFILLED
     with pytest.raises(InvalidTransition, match="fulfilled is final"):
         next_status(NeedStatus.FULFILLED, Action.CANCEL)
+
+
+def test_progress_that_keeps_the_status_is_announced(
+    client: TestClient, actors: dict[str, Actor], db: Session
+) -> None:
+    """Units returned to demand (a shipment cancelled) change what is outstanding even when the
+    status stays: the change feed says so, as the analytics cache and subscribers rely on it."""
+    need_id = _raise(client, actors["fp_tha"], submit=True)["id"]
+    endorsed = client.post(f"/api/v1/needs/{need_id}/endorse", headers=actors["fp_tha"].headers)
+    assert endorsed.json()["status"] == "open"
+    need = db.get(Need, need_id)
+    assert need is not None
+    need.quantity_allocated = 8
+    needs_service.transition(db, need, Action.ALLOCATE_PART, None, "plan 1: 8 units")
+    before = db.scalar(select(func.max(ChangeEvent.id)))
+    need.quantity_allocated = 5
+    needs_service.follow_progress(db, need, None, "SHP-1 cancelled: 3 units to allocate again")
+    assert need.status is NeedStatus.PARTIALLY_ALLOCATED
+    announced = db.scalars(select(ChangeEvent).where(ChangeEvent.id > before)).all()
+    assert [(c.topic, c.payload["need_id"], c.payload["quantity_allocated"]) for c in announced] == [
+        ("need", need_id, 5)
+    ]

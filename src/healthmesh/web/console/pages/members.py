@@ -14,17 +14,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from healthmesh.accounts.access import Permission, ScopeKind
 from healthmesh.needs import service as needs
 from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
-from healthmesh.supply import analytics, summary
+from healthmesh.supply import analytics, snapshots
 from healthmesh.supply import indicators as ind
 from healthmesh.supply.enums import EventKind
-from healthmesh.supply.models import StockEvent, StockSnapshot
+from healthmesh.supply.models import StockEvent
 from healthmesh.supply.service import scoped
 from healthmesh.web.console.base import PageForbidden, Viewer, render, viewer_with
 from healthmesh.web.deps import DbSession
@@ -114,58 +114,6 @@ def _product_lines(
     return lines
 
 
-def _snapshot_sums(
-    conn: Connection, facility_ids: list[int], product_ids: list[int], days: list[date]
-) -> tuple[frozenset[date], dict[tuple[int, date], int]]:
-    """Which of `days` have a snapshot, and on those days the stock on hand of each product
-    summed over the facilities."""
-    # the first snapshot day on or after each day: one index probe each (a DISTINCT over the days,
-    # or EXISTS, which the planner may answer by scanning, reads millions of rows at scale)
-    first = conn.execute(
-        select(
-            *(
-                select(func.min(StockSnapshot.day)).where(StockSnapshot.day >= day).scalar_subquery()
-                for day in days
-            )
-        )
-    ).one()
-    found = [
-        value if isinstance(value, date) or value is None else date.fromisoformat(str(value))
-        for value in first
-    ]
-    taken = frozenset(day for day, on_or_after in zip(days, found, strict=True) if on_or_after == day)
-    values: dict[tuple[int, date], int] = {}
-    if taken:
-        for p, day, on_hand in conn.execute(
-            select(StockSnapshot.product_id, StockSnapshot.day, func.sum(StockSnapshot.on_hand))
-            .where(
-                StockSnapshot.day.in_(sorted(taken)),
-                StockSnapshot.product_id.in_(product_ids),
-                StockSnapshot.facility_id.in_(facility_ids),
-            )
-            .group_by(StockSnapshot.product_id, StockSnapshot.day)
-        ):
-            values[(p, day if isinstance(day, date) else date.fromisoformat(str(day)))] = int(on_hand)
-    return taken, values
-
-
-def _past_points(
-    db: Session, facility_ids: list[int], product_ids: list[int], days: list[date]
-) -> tuple[frozenset[date], dict[tuple[int, date], int]]:
-    """`_snapshot_sums`, kept in the analytics cache until a snapshot is taken: past snapshots do
-    not change, and summing twelve weeks of them over Nigeria's 1,286 facilities takes ~70 ms."""
-    cache = summary.cache_for(db)
-    key = ("member-trend", tuple(facility_ids), tuple(product_ids), tuple(days))
-    found = (
-        cache.derived(
-            db, key, ["snapshot"], lambda conn: _snapshot_sums(conn, facility_ids, product_ids, days)
-        )
-        if cache is not None
-        else None
-    )
-    return found if found is not None else _snapshot_sums(db.connection(), facility_ids, product_ids, days)
-
-
 def _trend(
     db: Session,
     facility_ids: list[int],
@@ -181,7 +129,7 @@ def _trend(
     product_ids = [p for p, _, _ in products]
     if not product_ids or not facility_ids:
         return Trend(days, [(c, n) for _, c, n in products], [[] for _ in days], 0)
-    taken, past = _past_points(db, facility_ids, product_ids, days[:-1])
+    taken, past = snapshots.on_hand_by_day(db, facility_ids, product_ids, days[:-1])
     values = dict(past)
     missing = [day for day in days if day not in taken]
     after = [_start_of(day + timedelta(days=1)) for day in missing]
