@@ -31,7 +31,7 @@ from healthmesh.needs.models import Need
 from healthmesh.needs.workflow import ALLOCATABLE, Action
 from healthmesh.registry.models import Jurisdiction
 from healthmesh.supply import ledger
-from healthmesh.supply.enums import EventKind, PledgeStatus
+from healthmesh.supply.enums import PledgeStatus
 from healthmesh.supply.models import Lot, Pledge
 
 
@@ -269,38 +269,17 @@ def approve(db: Session, actor: Principal, plan_id: int) -> AllocationPlan:
         lot.id: lot for lot in db.scalars(select(Lot).where(Lot.id.in_({line.lot_id for line in plan.lines})))
     }
     now = utcnow()
-    events = [
-        ledger.EventInput(
-            line=index,
-            facility_id=lots[line.lot_id].facility_id,
-            jurisdiction_id=lots[line.lot_id].facility.jurisdiction_id,
-            product_id=lots[line.lot_id].product_id,
-            lot_number=lots[line.lot_id].lot_number,
-            expiry_date=None,
-            kind=EventKind.RESERVATION,
-            quantity=line.quantity,
-            occurred_at=now,
-            reason=f"allocation plan {plan.id}",
-            reference=f"plan:{plan.id}",
-        )
-        for index, line in enumerate(plan.lines, start=1)
-    ]
-    if events:
-        try:
-            ledger.record_events(
-                db,
-                events,
-                user_id=actor.user_id or None,
-                source="allocation",
-                request_digest=plan.snapshot_digest,
-                idempotency_key=f"allocation-plan:{plan.id}",
-            )
-        except InvalidInput as exc:
-            raise Conflict(
-                f"plan {plan.id} promises stock that is no longer available "
-                "(another plan or a stock movement took it)",
-                exc.errors,
-            ) from None
+    decision = ledger.Decision(
+        source="allocation",
+        reason=f"allocation plan {plan.id}",
+        reference=f"plan:{plan.id}",
+        idempotency_key=f"allocation-plan:{plan.id}",
+        request_digest=plan.snapshot_digest,
+        refused=f"plan {plan.id} promises stock that is no longer available "
+        "(another plan or a stock movement took it)",
+    )
+    picks = [(lots[line.lot_id], line.quantity) for line in plan.lines]
+    ledger.reserve(db, picks, decision, user_id=actor.user_id or None, at=now)
     for need_id, units in per_need.items():
         need = needs[need_id]
         need.quantity_allocated += units

@@ -43,7 +43,6 @@ from healthmesh.mutual_aid.service import plan_to_json
 from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility, Jurisdiction, Product
 from healthmesh.supply import ledger
-from healthmesh.supply.enums import EventKind
 from healthmesh.supply.models import Lot, LotBalance
 
 
@@ -215,37 +214,15 @@ def approve(
 def _reserve(
     db: Session, actor: Principal, row: MutualAidPlan, picks: list[tuple[Lot, int]], now: datetime
 ) -> None:
-    if not picks:
-        return
-    events = [
-        ledger.EventInput(
-            line=index,
-            facility_id=lot.facility_id,
-            jurisdiction_id=lot.facility.jurisdiction_id,
-            product_id=lot.product_id,
-            lot_number=lot.lot_number,
-            expiry_date=None,
-            kind=EventKind.RESERVATION,
-            quantity=units,
-            occurred_at=now,
-            reason=f"mutual-aid plan {row.id}",
-            reference=f"mutual-aid:{row.id}",
-        )
-        for index, (lot, units) in enumerate(picks, start=1)
-    ]
-    try:
-        ledger.record_events(
-            db,
-            events,
-            user_id=actor.user_id or None,
-            source="mutual_aid",
-            request_digest=row.inputs_digest,
-            idempotency_key=f"mutual-aid-plan:{row.id}",
-        )
-    except InvalidInput as exc:
-        raise Conflict(
-            f"mutual-aid plan {row.id}: the stock moved while it was approved", exc.errors
-        ) from None
+    decision = ledger.Decision(
+        source="mutual_aid",
+        reason=f"mutual-aid plan {row.id}",
+        reference=f"mutual-aid:{row.id}",
+        idempotency_key=f"mutual-aid-plan:{row.id}",
+        request_digest=row.inputs_digest,
+        refused=f"mutual-aid plan {row.id}: the stock moved while it was approved",
+    )
+    ledger.reserve(db, picks, decision, user_id=actor.user_id or None, at=now)
 
 
 def _plan_shipments(

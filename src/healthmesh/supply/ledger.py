@@ -400,3 +400,53 @@ def _changes(events: Sequence[EventInput], totals: dict[tuple[int, int], rules.B
         )
         for (f, p), b in sorted(totals.items())
     ]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a reservation serves: an approved allocation or mutual-aid plan, as the stock ledger
+    records it (source, reason and reference of its events, and the key that makes it once)."""
+
+    source: str
+    reason: str
+    reference: str
+    idempotency_key: str
+    request_digest: str
+    refused: str  # the 409's message when a lot no longer holds the units
+
+
+def reserve(
+    db: Session, picks: Sequence[tuple[Lot, int]], decision: Decision, *, user_id: int | None, at: datetime
+) -> None:
+    """Reserve `units` of each lot for a decision: one RESERVATION event per lot, all or nothing,
+    recorded once under the decision's idempotency key. Stock that moved meanwhile (a lot no
+    longer holds the units) is a 409 naming the lots."""
+    events = [
+        EventInput(
+            line=index,
+            facility_id=lot.facility_id,
+            jurisdiction_id=lot.facility.jurisdiction_id,
+            product_id=lot.product_id,
+            lot_number=lot.lot_number,
+            expiry_date=None,
+            kind=EventKind.RESERVATION,
+            quantity=units,
+            occurred_at=at,
+            reason=decision.reason,
+            reference=decision.reference,
+        )
+        for index, (lot, units) in enumerate(picks, start=1)
+    ]
+    if not events:
+        return
+    try:
+        record_events(
+            db,
+            events,
+            user_id=user_id,
+            source=decision.source,
+            request_digest=decision.request_digest,
+            idempotency_key=decision.idempotency_key,
+        )
+    except InvalidInput as exc:
+        raise Conflict(decision.refused, exc.errors) from None
