@@ -146,8 +146,11 @@ def _stream_rows(response: Response, world: World) -> set[Place]:
         if topic == "stock":
             code = codes[payload["facility_id"]]
             out.add((_member_of(world, code), code))
-        else:
+        elif topic == "need":
             out.add(world.need_places[payload["need_id"]])
+        else:  # a snapshot taken: the region's, no member's nor facility's
+            assert topic == "snapshot", topic
+            out.add((None, None))
     return out
 
 

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -120,9 +121,8 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", secret_key="test-secret-key", database_url="sqlite://")
 
 
-@pytest.fixture
-def client(db: Session, engine: Engine, settings: Settings) -> Iterator[TestClient]:
-    """The application on the test's session: each request is a savepoint, released on success and
+def app_on_session(db: Session, engine: Engine, settings: Settings) -> FastAPI:
+    """The application on a test's session: each request is a savepoint, released on success and
     rolled back on error, as the real `get_db` commits or rolls back its transaction."""
     app = create_app(settings, engine)
 
@@ -137,6 +137,13 @@ def client(db: Session, engine: Engine, settings: Settings) -> Iterator[TestClie
 
     app.dependency_overrides[get_db] = _db
     app.state.stream_sessions = lambda: nullcontext(db)  # the stream reads the test's transaction
+    return app
+
+
+@pytest.fixture
+def client(db: Session, engine: Engine, settings: Settings) -> Iterator[TestClient]:
+    """The application on the test's session (`app_on_session`)."""
+    app = app_on_session(db, engine, settings)
     with TestClient(
         app, raise_server_exceptions=os.environ.get("HEALTHMESH_TEST_RAISE") == "1"
     ) as test_client:

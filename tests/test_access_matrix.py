@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
@@ -68,7 +67,7 @@ from healthmesh.db import Base
 from healthmesh.registry.enums import FacilityKind
 from healthmesh.registry.models import Facility
 from healthmesh.web.app import create_app
-from healthmesh.web.deps import SESSION_COOKIE, get_db
+from healthmesh.web.deps import SESSION_COOKIE
 from tests import access_world
 from tests.access_calls import CALLS, Call, facility_indicators, member
 from tests.access_world import (
@@ -82,7 +81,7 @@ from tests.access_world import (
     World,
     receive_stock,
 )
-from tests.conftest import ACTOR_SPECS, TEST_PASSWORD
+from tests.conftest import ACTOR_SPECS, TEST_PASSWORD, app_on_session
 
 ANONYMOUS = "anonymous"
 IDENTITIES: tuple[str, ...] = (ANONYMOUS, *ACTOR_SPECS)
@@ -557,19 +556,7 @@ def matrix(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     connection = engine.connect()
     outer = connection.begin()
     db = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    app = create_app(settings, engine)
-
-    def request_db() -> Iterator[Session]:
-        savepoint = db.begin_nested()
-        try:
-            yield db
-            savepoint.commit()
-        except BaseException:
-            savepoint.rollback()
-            raise
-
-    app.dependency_overrides[get_db] = request_db
-    app.state.stream_sessions = lambda: nullcontext(db)
+    app = app_on_session(db, engine, settings)
     with pytest.MonkeyPatch.context() as patch:
         # Argon2 at its cost for real passwords would be most of this module's time (sign-in,
         # password changes, new accounts); the matrix tests who may call, not the hash.

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -38,9 +37,9 @@ from healthmesh.accounts.models import ApiToken, LoginAttempt, User, WebSession
 from healthmesh.config import Settings
 from healthmesh.db import utcnow
 from healthmesh.registry.models import Facility
-from healthmesh.web.app import CONTENT_SECURITY_POLICY, create_app
-from healthmesh.web.deps import CSRF_HEADER, SESSION_COOKIE, get_db
-from tests.conftest import TEST_PASSWORD, Actor
+from healthmesh.web.app import CONTENT_SECURITY_POLICY
+from healthmesh.web.deps import CSRF_HEADER, SESSION_COOKIE
+from tests.conftest import TEST_PASSWORD, Actor, app_on_session
 
 SRC = Path(healthmesh.__file__).parent
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -50,24 +49,6 @@ STRONG_PASSWORD = "Irrawaddy-monsoon-ledger-7"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _app_on(db: Session, engine: Engine, settings: Settings) -> FastAPI:
-    """The application on the test's transaction, as the `client` fixture builds it."""
-    app = create_app(settings, engine)
-
-    def _db() -> Iterator[Session]:
-        savepoint = db.begin_nested()
-        try:
-            yield db
-            savepoint.commit()
-        except BaseException:
-            savepoint.rollback()
-            raise
-
-    app.dependency_overrides[get_db] = _db
-    app.state.stream_sessions = lambda: nullcontext(db)
-    return app
 
 
 @pytest.fixture
@@ -81,7 +62,7 @@ def make_client(db: Session, engine: Engine, tmp_path: Path) -> Iterator[Callabl
             data_dir=tmp_path / "data", secret_key="test-secret-key", database_url="sqlite://", **overrides
         )
         test_client = TestClient(
-            _app_on(db, engine, settings), base_url=base_url, raise_server_exceptions=False
+            app_on_session(db, engine, settings), base_url=base_url, raise_server_exceptions=False
         )
         opened.append(test_client)
         return test_client.__enter__()
@@ -712,7 +693,7 @@ def test_no_secret_reaches_the_servers_access_log(
     monkeypatch.setattr(access_logger, "propagate", True)  # configured it not to propagate
     monkeypatch.setattr(access_logger, "disabled", False)
     monkeypatch.setattr(access_logger, "level", logging.INFO)
-    app = _app_on(db, engine, settings)
+    app = app_on_session(db, engine, settings)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
