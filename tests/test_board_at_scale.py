@@ -647,6 +647,24 @@ def test_a_snapshot_taken_is_seen_by_the_next_trend(scaled: Scaled) -> None:
         assert sum(on_hand.values()) > 0
 
 
+def test_a_need_locked_for_a_decision_leaves_references_to_it_free(scaled: Scaled) -> None:
+    """A decision locks needs FOR NO KEY UPDATE: a round inserting results that reference them
+    (the foreign key check takes FOR KEY SHARE) goes on instead of waiting, as it did behind FOR
+    UPDATE, where an approval and a round deadlocked."""
+    if scaled.backend != "postgresql":
+        pytest.skip("SQLite has no row locks")
+    with scaled.factory() as deciding, scaled.factory() as referencing:
+        need = deciding.scalars(select(Need).order_by(Need.id).limit(1)).one()
+        needs_service._locked(deciding, need)
+        referencing.execute(text("SET LOCAL lock_timeout = '2s'"))
+        found = referencing.execute(
+            text("SELECT id FROM needs WHERE id = :id FOR KEY SHARE"), {"id": need.id}
+        ).scalar_one()
+        assert found == need.id
+        deciding.rollback()
+        referencing.rollback()
+
+
 def test_a_change_committed_after_a_later_one_is_still_seen(scaled: Scaled) -> None:
     """A writer takes its change id, a second writer commits a later id, the cache catches up to
     it, then the first commits: its earlier id is above the floor, so it is not missed."""

@@ -239,7 +239,9 @@ def approve(db: Session, actor: Principal, plan_id: int) -> AllocationPlan:
     Reservations go through the stock ledger, which locks the lots' balances: if another plan
     already promised the same units, this approval fails cleanly and changes nothing.
     """
-    plan = db.scalar(select(AllocationPlan).where(AllocationPlan.id == plan_id).with_for_update())
+    plan = db.scalar(
+        select(AllocationPlan).where(AllocationPlan.id == plan_id).with_for_update(key_share=True)
+    )
     if plan is None:
         raise NotFound(f"no allocation plan {plan_id}")
     if plan.status is not PlanStatus.PROPOSED:
@@ -248,7 +250,10 @@ def approve(db: Session, actor: Principal, plan_id: int) -> AllocationPlan:
     needs = {
         n.id: n
         for n in db.scalars(
-            select(Need).where(Need.id.in_(need_ids)).order_by(Need.id).with_for_update(of=Need)
+            select(Need)
+            .where(Need.id.in_(need_ids))
+            .order_by(Need.id)
+            .with_for_update(of=Need, key_share=True)
         )
     }
     per_need: dict[int, int] = defaultdict(int)

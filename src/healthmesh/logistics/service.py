@@ -98,7 +98,7 @@ def get(db: Session, actor: Principal, shipment_id: int, *, lock: bool = False) 
     """A shipment the actor may see (one it may not see does not exist for it)."""
     stmt = _visible(select(Shipment).where(Shipment.id == shipment_id), actor)
     if lock:
-        stmt = stmt.with_for_update(of=Shipment)
+        stmt = stmt.with_for_update(of=Shipment, key_share=True)
     shipment = db.scalar(stmt)
     if shipment is None:
         raise NotFound(f"no shipment {shipment_id}")
@@ -160,7 +160,9 @@ def plan_shipments(
 ) -> list[Shipment]:
     """One shipment per (source, destination) for the approved plan's lines not yet shipped.
     The reserved units stay reserved until dispatch takes them out."""
-    plan = db.scalar(select(AllocationPlan).where(AllocationPlan.id == plan_id).with_for_update())
+    plan = db.scalar(
+        select(AllocationPlan).where(AllocationPlan.id == plan_id).with_for_update(key_share=True)
+    )
     if plan is None:
         raise NotFound(f"no allocation plan {plan_id}")
     if plan.status is not PlanStatus.APPROVED:
@@ -520,7 +522,7 @@ def _needs_of(db: Session, shipment: Shipment) -> dict[int, Need]:
     ids = sorted({line.need_id for line in shipment.lines if line.need_id is not None})
     if not ids:
         return {}
-    stmt = select(Need).where(Need.id.in_(ids)).order_by(Need.id).with_for_update(of=Need)
+    stmt = select(Need).where(Need.id.in_(ids)).order_by(Need.id).with_for_update(of=Need, key_share=True)
     return {need.id: need for need in db.scalars(stmt)}
 
 

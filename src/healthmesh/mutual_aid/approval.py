@@ -101,7 +101,7 @@ def save(
 
 def get(db: Session, plan_id: int, *, lock: bool = False) -> MutualAidPlan:
     stmt = select(MutualAidPlan).where(MutualAidPlan.id == plan_id)
-    row = db.scalar(stmt.with_for_update(of=MutualAidPlan) if lock else stmt)
+    row = db.scalar(stmt.with_for_update(of=MutualAidPlan, key_share=True) if lock else stmt)
     if row is None:
         raise NotFound(f"no mutual-aid plan {plan_id}")
     return row

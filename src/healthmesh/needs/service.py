@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import Connection, Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from healthmesh.accounts.access import Permission, Principal, ScopeKind
 from healthmesh.changes.service import Change, publish
@@ -298,15 +298,23 @@ def first_outstanding(
         stmt = stmt.where(Need.jurisdiction_id == jurisdiction_id)
     if urgency is not None:
         stmt = stmt.where(Need.urgency == urgency)
-    return list(db.scalars(stmt.order_by(Need.id).limit(limit)))
+    # a dashboard's list shows no history: not loaded with the rows (it stays loadable on access)
+    return list(db.scalars(stmt.options(lazyload(Need.history)).order_by(Need.id).limit(limit)))
 
 
 def _locked(db: Session, need: Need) -> Need:
     """Re-read the need under a row lock before deciding on it. Decisions are made on its
     committed state: two focal points endorsing at once, or a cancel racing an allocation's
     approval, then take turns, and the second sees what the first did (a 409) instead of both
-    succeeding and the last write winning."""
-    db.refresh(need, [column.key for column in Need.__mapper__.column_attrs], with_for_update={"of": Need})
+    succeeding and the last write winning. FOR NO KEY UPDATE, as every decision's lock on needs
+    (allocation and shipment ones too): it changes no key, so it must not block a round writing
+    results that reference the need (a foreign key check, FOR KEY SHARE); FOR UPDATE did, and
+    deadlocked with an approval (tests/test_concurrency.py)."""
+    db.refresh(
+        need,
+        [column.key for column in Need.__mapper__.column_attrs],
+        with_for_update={"of": Need, "key_share": True},
+    )
     return need
 
 
