@@ -201,7 +201,14 @@ class Server:
         self.process = None
 
     def client(self, token: str, timeout: float = 60.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        # Idle connections dropped after 2 s, before uvicorn closes them (5 s): a request sent on a
+        # connection the server is closing at that instant is reset, which is no answer at all.
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            limits=httpx.Limits(keepalive_expiry=2.0),
+        )
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
