@@ -588,7 +588,18 @@ def test_a_committed_need_is_seen_by_the_next_request(scaled: Scaled) -> None:
     with scaled.factory() as db:
         _raise_need(db, admin, 12345)
         db.commit()
-    with scaled.factory() as db:
+    with scaled.factory() as db:  # a member's board first: its part read alone, not the region's
+        fp_sgp = Principal(0, "fp.sgp", Role.NATIONAL_FOCAL_POINT, jurisdiction_id=scaled.members["SGP"])
+        national = analytics.shortage_board(db, fp_sgp, window=window)
+        assert board_key(national) == board_key(reference_shortage_board(db, fp_sgp, window=window))
+        assert any(r.outstanding_requests >= 12345 for r in national)
+        emergencies = [
+            need
+            for need in db.scalars(select(Need).where(Need.jurisdiction_id == scaled.members["SGP"]))
+            if need.status in OUTSTANDING and need.urgency is Urgency.EMERGENCY
+        ]
+        assert any(need.quantity == 12345 for need in emergencies)
+        assert needs_service.outstanding_counts(db, fp_sgp).emergency == len(emergencies)
         rows = analytics.shortage_board(db, admin, window=window)
         assert board_key(rows) == board_key(reference_shortage_board(db, admin, window=window))
         assert any(r.jurisdiction == "SGP" and r.outstanding_requests >= 12345 for r in rows)

@@ -250,11 +250,13 @@ class OutstandingCounts:
 
 
 def _count_by_member_and_urgency(
-    conn: Connection, facility_id: int | None = None
+    conn: Connection, *, member_id: int | None = None, facility_id: int | None = None
 ) -> dict[tuple[int, Urgency], int]:
     stmt = select(Need.jurisdiction_id, Need.urgency, func.count()).where(
         Need.status.in_(sorted(OUTSTANDING))
     )
+    if member_id is not None:
+        stmt = stmt.where(Need.jurisdiction_id == member_id)
     if facility_id is not None:
         stmt = stmt.where(Need.facility_id == facility_id)
     return {
@@ -270,14 +272,18 @@ def outstanding_counts(
     urgency once and kept in the analytics cache until a need changes: at continent scale a count
     over 75,000 outstanding needs takes ~20 ms, and every dashboard view asks for two."""
     counts: dict[tuple[int, Urgency], int] | None = None
+    one_member = jurisdiction_id is not None or actor.scope is ScopeKind.JURISDICTION
     if actor.scope is ScopeKind.FACILITY:
-        counts = _count_by_member_and_urgency(db.connection(), actor.facility_id or -1)
+        counts = _count_by_member_and_urgency(db.connection(), facility_id=actor.facility_id or -1)
     else:
         cache = summary.cache_for(db)
-        if cache is not None:
-            counts = cache.derived(db, ("outstanding_need_counts",), ["need"], _count_by_member_and_urgency)
+        if cache is not None:  # one member's counts alone are a few index reads: no fill for them
+            counts = cache.derived(
+                db, ("outstanding_need_counts",), ["need"], _count_by_member_and_urgency, fill=not one_member
+            )
         if counts is None:
-            counts = _count_by_member_and_urgency(db.connection())
+            member = jurisdiction_id if jurisdiction_id is not None else actor.jurisdiction_id
+            counts = _count_by_member_and_urgency(db.connection(), member_id=member if one_member else None)
     wanted = None if jurisdiction_id is None else {jurisdiction_id}
     if actor.scope is ScopeKind.JURISDICTION:
         own = actor.jurisdiction_id if actor.jurisdiction_id is not None else -1

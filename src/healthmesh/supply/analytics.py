@@ -452,7 +452,8 @@ def _outstanding_by_member(
 ) -> dict[int, NDArray[np.int64]]:
     """`outstanding_requests` as arrays: member -> (product, units) rows in product order, none
     zero; of `members` only (None: all). Region-wide, they are kept in the analytics cache until a
-    need changes (75,000 outstanding needs summed take ~40 ms; a page reads them on every view)."""
+    need changes (75,000 outstanding needs summed take ~40 ms; a page reads them on every view);
+    a member's are taken from there while current, else read alone."""
     cache = summary.cache_for(db)
     found = (
         cache.derived(
@@ -460,6 +461,7 @@ def _outstanding_by_member(
             ("outstanding_by_member", horizon_end),
             ["need"],
             lambda conn: _read_outstanding_by_member(conn, horizon_end, None, None),
+            fill=members is None,  # one member's part alone is a few index reads
         )
         if cache is not None
         else None

@@ -515,13 +515,21 @@ class Cache:
         return mine is None or (mine[0] <= committed and mine[1] == self.registry)
 
     def derived(
-        self, db: Session, key: Hashable, topics: Iterable[str], compute: Callable[[Connection], T]
+        self,
+        db: Session,
+        key: Hashable,
+        topics: Iterable[str],
+        compute: Callable[[Connection], T],
+        *,
+        fill: bool = True,
     ) -> T | None:
         """`compute` run on the cache's connection (committed data) and kept until a change of one
         of `topics` is committed (or `TTL_SECONDS` pass: a bound for writes that bypass the
-        outbox); None if the caller must compute it itself (see the module docstring). For
-        results that are costly and change far less often than they are read: outstanding needs
-        per member, the weeks of a trend already in the snapshots."""
+        outbox); None if the caller must compute it itself (see the module docstring), or if
+        nothing current is kept and not `fill` (a caller that needs a small part of a costly
+        result computes its part instead). For results that are costly and change far less often
+        than they are read: outstanding needs per member, the weeks of a trend already in the
+        snapshots."""
         with self.lock, self.engine.connect() as conn:
             if not self._caught_up(db, conn):
                 return None
@@ -532,6 +540,8 @@ class Cache:
                 self.derived_values.move_to_end(key)
                 self.derived_hits += 1
                 return found.value  # type: ignore[no-any-return]
+            if not fill:
+                return None
             value = compute(conn)
             self.derived_values[key] = _Derived(version, now + TTL_SECONDS, value)
             self.derived_values.move_to_end(key)
