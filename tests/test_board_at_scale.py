@@ -26,7 +26,7 @@ from bench.continent import (
     reference_indicator_rows,
     reference_shortage_board,
 )
-from sqlalchemy import Connection, Engine, create_engine, func, select, text, update
+from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -674,31 +674,6 @@ def test_a_need_locked_for_a_decision_leaves_references_to_it_free(scaled: Scale
         assert found == need.id
         deciding.rollback()
         referencing.rollback()
-
-
-def test_a_result_computed_across_a_registry_change_is_not_kept(scaled: Scaled) -> None:
-    """On PostgreSQL a derived result is computed outside the cache's lock; if the cache is
-    emptied meanwhile (a facility moved), what was computed is returned but not kept."""
-    if scaled.backend != "postgresql":
-        pytest.skip("on SQLite the result is computed under the cache's lock")
-    moved, _ = scaled.facilities["SGP-2"]
-    computed: list[int] = []
-
-    def compute_while_the_registry_changes(conn: Connection) -> int:
-        with scaled.factory() as other:
-            other.execute(update(Facility).where(Facility.id == moved).values(updated_at=datetime.now(UTC)))
-            other.commit()
-        with scaled.factory() as other:
-            cache.stats(other, WINDOWS[0], members=())  # sees the change: empties the cache
-        computed.append(1)
-        return len(computed)
-
-    with scaled.factory() as db:
-        cache = summary.cache_for(db)
-        assert cache is not None
-        assert cache.derived(db, "probe", ["need"], compute_while_the_registry_changes) == 1
-        assert cache.derived(db, "probe", ["need"], lambda conn: 99) == 99  # not kept: computed again
-        assert cache.derived(db, "probe", ["need"], lambda conn: 100) == 99  # now kept
 
 
 def test_a_change_committed_after_a_later_one_is_still_seen(scaled: Scaled) -> None:

@@ -365,11 +365,9 @@ class Cache:
         self.loads = 0  # full or member loads, for benchmarks and tests
         self.refreshed = 0  # facilities reloaded after a change
         self.derived_hits = 0  # `derived` answers served without computing
-        self.generation = 0
         self._reset()
 
     def _reset(self) -> None:
-        self.generation += 1  # what was computed before is not kept after (`derived`)
         self.floor: int | None = None
         self.seen: set[int] = set()
         self.registry: tuple[Any, ...] | None = None
@@ -544,26 +542,12 @@ class Cache:
                 return found.value  # type: ignore[no-any-return]
             if not fill:
                 return None
-            if conn.dialect.name != "postgresql":
-                value = compute(conn)
-                self._keep(key, _Derived(version, now + TTL_SECONDS, value))
-                return value
-            generation = self.generation
-        # PostgreSQL: computed on the caller's connection, without holding the cache (other
-        # requests go on). Each of its statements sees the latest commits, so the value is at
-        # least as new as `version` (newer is harmless: the next change recomputes it), and the
-        # caller has no uncommitted change of any topic (`_caught_up`).
-        value = compute(db.connection())
-        with self.lock:
-            if self.generation == generation:  # not emptied meanwhile (a registry change)
-                self._keep(key, _Derived(version, now + TTL_SECONDS, value))
-        return value
-
-    def _keep(self, key: Hashable, derived: _Derived) -> None:
-        self.derived_values[key] = derived
-        self.derived_values.move_to_end(key)
-        while len(self.derived_values) > DERIVED_KEPT:
-            self.derived_values.popitem(last=False)
+            value = compute(conn)
+            self.derived_values[key] = _Derived(version, now + TTL_SECONDS, value)
+            self.derived_values.move_to_end(key)
+            while len(self.derived_values) > DERIVED_KEPT:
+                self.derived_values.popitem(last=False)
+            return value
 
     def stats(
         self,
