@@ -1,4 +1,5 @@
-"""Server-Sent Events: stock and need changes, as they are committed, filtered to the subscriber's scope.
+"""Server-Sent Events: stock and need changes (and, for region-wide roles, each daily snapshot
+taken), as they are committed, filtered to the subscriber's scope.
 
 The stream reads the change outbox, so it works with any number of API workers and on both
 databases. A client resumes after a drop with the standard `Last-Event-ID` header.
