@@ -658,6 +658,35 @@ def test_a_snapshot_taken_is_seen_by_the_next_trend(scaled: Scaled) -> None:
         assert sum(on_hand.values()) > 0
 
 
+def test_the_warmer_sums_each_members_trend_before_its_page_asks(scaled: Scaled) -> None:
+    with scaled.factory() as db:
+        snapshots.take_snapshot(db, TODAY - timedelta(weeks=3))
+        db.commit()
+    summary.clear()
+    assert warmer.warm_now(scaled.engine, TODAY) == len(MEMBERS)
+    assert warmer.warm_trends(scaled.engine, TODAY) == len(MEMBERS)
+    cache = summary.cache_for_engine(scaled.engine)
+    assert cache is not None
+    days = snapshots.trend_days(TODAY)[:-1]
+    with scaled.factory() as db:
+        codes = {p: code for code, p in scaled.products.items()}
+        for iso3 in MEMBERS:  # what the member page asks for, from its own positions
+            national = sorted(
+                f
+                for code, (f, _) in scaled.facilities.items()
+                if code[:3] == iso3 and not code.endswith("DEPOT")
+            )
+            folded = analytics.member_positions(db, dict.fromkeys(national, False), Window(TODAY))
+            used = snapshots.trend_products(
+                {p: position.issued_in_window for p, position in folded.national.items()}, codes
+            )
+            assert used
+            hits = cache.derived_hits
+            taken, _ = snapshots.on_hand_by_day(db, national, used, days)
+            assert cache.derived_hits == hits + 1  # summed already, by the warmer
+            assert TODAY - timedelta(weeks=3) in taken
+
+
 def test_a_need_locked_for_a_decision_leaves_references_to_it_free(scaled: Scaled) -> None:
     """A decision locks needs FOR NO KEY UPDATE: a round inserting results that reference them
     (the foreign key check takes FOR KEY SHARE) goes on instead of waiting, as it did behind FOR

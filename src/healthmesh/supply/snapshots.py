@@ -8,6 +8,7 @@ the same day twice replaces it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -90,6 +91,23 @@ def take_snapshot(db: Session, day: date, window_days: int = 30) -> int:
     # on the change feed: what was computed from the snapshots (a member page's trend) is redone
     publish(db, [Change("snapshot", None, None, {"day": day.isoformat(), "rows": len(rows)})])
     return len(rows)
+
+
+#: A member page's trend: weekly points over this many weeks, of its most issued products.
+TREND_WEEKS = 12
+TREND_PRODUCTS = 4
+
+
+def trend_days(today: date) -> list[date]:
+    """The trend's days: every week back from today, oldest first, today last."""
+    return [today - timedelta(weeks=k) for k in range(TREND_WEEKS, -1, -1)]
+
+
+def trend_products(issued: Mapping[int, int], codes: Mapping[int, str]) -> list[int]:
+    """The products a member's trend shows: the most issued in the window (ties by code)."""
+    return sorted((p for p, units in issued.items() if units > 0), key=lambda p: (-issued[p], codes[p]))[
+        :TREND_PRODUCTS
+    ]
 
 
 def _read_on_hand_by_day(

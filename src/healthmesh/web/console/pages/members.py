@@ -32,8 +32,6 @@ from healthmesh.web.deps import DbSession
 router = APIRouter(include_in_schema=False)
 
 HORIZON_DAYS = 30  # the shortage board's horizon
-TREND_WEEKS = 12
-TREND_PRODUCTS = 4
 NEEDS_SHOWN = 15
 ROWS_SHOWN = 100  # product lines, the least covered first (a continent member holds 300 products)
 STOCKOUTS_SHOWN = 200  # facility x product stock-outs listed (Nigeria has thousands)
@@ -125,7 +123,7 @@ def _trend(
     current sums), from the daily snapshots; a day without a snapshot (and today, which is live)
     is rebuilt from the stock ledger the way a snapshot is taken: the current balance less what
     happened after that day."""
-    days = [today - timedelta(weeks=k) for k in range(TREND_WEEKS, -1, -1)]
+    days = snapshots.trend_days(today)
     product_ids = [p for p, _, _ in products]
     if not product_ids or not facility_ids:
         return Trend(days, [(c, n) for _, c, n in products], [[] for _ in days], 0)
@@ -205,10 +203,9 @@ def member_page(
         else analytics.member_outstanding_requests(db, member.id, today + timedelta(days=HORIZON_DAYS))
     )
     lines = _product_lines(national, requests, names, window)
-    used = sorted(
-        (p for p, position in national.items() if position.issued_in_window > 0),
-        key=lambda p: (-national[p].issued_in_window, names[p][0]),
-    )[:TREND_PRODUCTS]
+    used = snapshots.trend_products(
+        {p: position.issued_in_window for p, position in national.items()}, {p: names[p][0] for p in national}
+    )
     national_ids = sorted(
         f for f, (_, kind) in facilities.items() if kind is not FacilityKind.REGIONAL_RESERVE_DEPOT
     )
