@@ -34,6 +34,7 @@ from tests.access_world import (
     logger_csv,
 )
 from tests.conftest import TEST_PASSWORD
+from tests.test_access_roles import DEXAMETHASONE, VIET_NAM
 
 Files = dict[str, tuple[str, bytes, str]]
 
@@ -205,28 +206,6 @@ def _delivery_lines(response: Response, world: World, caller: str) -> None:
 
 # --- bodies --------------------------------------------------------------------------------------
 
-VIET_NAM = {
-    "iso3": "VNM",
-    "name": "Viet Nam",
-    "blocs": ["ASEAN"],
-    "income_group": "lower_middle",
-    "population": 98_858_950,
-    "time_zones": ["Asia/Ho_Chi_Minh"],
-    "capital": "Hanoi",
-}
-DEXAMETHASONE = {
-    "code": "MED-DEXA-4MG",
-    "name": "Dexamethasone sodium phosphate 4 mg/mL, 1 mL ampoule, box of 100",
-    "category": "medicine",
-    "unit_of_issue": "box",
-    "pack_size": 100,
-    "storage_condition": "ambient",
-    "min_temp_c": 15,
-    "max_temp_c": 30,
-    "excursion_tolerance_minutes": 4320,
-    "shelf_life_days": 730,
-    "who_listing": "prequalified",
-}
 #: The seeded facilities as a facilities CSV line (`code,jurisdiction,kind,name,...`), with new ICU beds.
 FACILITY_LINES = {
     RAJAVITHI: "THA-HO-0001,THA,hospital,Rajavithi Hospital,13.765,100.537,Asia/Bangkok,true,64",

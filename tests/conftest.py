@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -71,23 +71,30 @@ def _postgres_database(tmp_name: str) -> tuple[str, Engine]:
     return url, admin
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated, empty database for the whole run, one per backend."""
-    if request.param == "sqlite":
-        url = f"sqlite+pysqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
-        migrate.upgrade(url)
-        yield url
+@contextmanager
+def new_database(backend: str, directory: Path, label: str) -> Iterator[str]:
+    """An empty, unmigrated database URL: a SQLite file `label.sqlite3` in `directory`, or a new
+    PostgreSQL database dropped afterwards (skipped, or failed on CI, when PostgreSQL is
+    unreachable)."""
+    if backend == "sqlite":
+        yield f"sqlite+pysqlite:///{directory / f'{label}.sqlite3'}"
         return
-    name = f"healthmesh_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"healthmesh_{label}_{os.getpid()}_{secrets.token_hex(3)}"
     url, admin = _postgres_database(name)
     try:
-        migrate.upgrade(url)
         yield url
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty database for the whole run, one per backend."""
+    with new_database(request.param, tmp_path_factory.mktemp("db"), "test") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -405,14 +412,5 @@ def actors(db: Session, region: Region) -> dict[str, Actor]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, unmigrated database for tests that commit (the CLI): a file, or a new PG database."""
-    if request.param == "sqlite":
-        yield f"sqlite+pysqlite:///{tmp_path / 'fresh.sqlite3'}"
-        return
-    name = f"healthmesh_fresh_{os.getpid()}_{secrets.token_hex(3)}"
-    url, admin = _postgres_database(name)
-    try:
+    with new_database(request.param, tmp_path, "fresh") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

@@ -22,7 +22,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from healthmesh.ledger import bundle
 from healthmesh.registry.models import Facility, Jurisdiction
 from healthmesh.supply import rules
 from healthmesh.supply.enums import OUTBOUND, EventKind
-from tests.conftest import _postgres_database
+from tests.conftest import new_database
 
 STARTUP_SECONDS = 60.0
 SECRET_KEY = "hardening-tests-secret-key"
@@ -55,21 +55,9 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def fresh_database(backend: str, directory: Path) -> Iterator[str]:
-    """An empty database URL: a SQLite file in `directory`, or a new PostgreSQL database that is
-    dropped afterwards (skipped, or failed on CI, when PostgreSQL is unreachable)."""
-    if backend == "sqlite":
-        yield f"sqlite+pysqlite:///{directory / 'healthmesh.sqlite3'}"
-        return
-    name = f"healthmesh_hardening_{os.getpid()}_{secrets.token_hex(3)}"
-    url, admin = _postgres_database(name)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def fresh_database(backend: str, directory: Path) -> AbstractContextManager[str]:
+    """An empty database URL for a served region (`conftest.new_database`)."""
+    return new_database(backend, directory, "hardening")
 
 
 def seed_region(url: str) -> None:

@@ -389,17 +389,13 @@ def test_registry_import_refuses_bad_files_by_line(
     """(A refused import leaves nothing because its caller's transaction rolls back: the import
     applies good rows in savepoints to find every reference error before it raises.)"""
     admin = actors["admin"].principal
-
-    @ON_DB
-    @given(text=st.one_of(any_text(), csv_files(kind.columns, _good_cells(kind))))
-    def check(text: str) -> None:
-        with rollback():
-            try:
-                registry_csv.import_csv(db, admin, kind, text)
-            except InvalidInput as exc:
-                assert_documented(exc, lines=True)
-
-    check()
+    fuzz_import(
+        rollback,
+        st.one_of(any_text(), csv_files(kind.columns, _good_cells(kind))),
+        lambda text: registry_csv.import_csv(db, admin, kind, text),
+        lines=True,
+        refusals=(InvalidInput,),
+    )
 
 
 def _comparable(kind: registry_csv.CsvKind, models: list[Any]) -> dict[Any, dict[str, Any]]:
@@ -472,19 +468,14 @@ def test_stock_import_refuses_bad_files_by_line_and_records_nothing(
     rollback: Callable[[], AbstractContextManager[None]],
 ) -> None:
     manager = actors["fp_tha"].principal
-
-    @ON_DB
-    @given(text=st.one_of(any_text(), csv_files(stock_csv.COLUMNS, STOCK_GOOD)))
-    def check(text: str) -> None:
-        with rollback():
-            before = (count(db, StockEvent), count(db, IngestBatch))
-            try:
-                stock_csv.import_events(db, manager, text)
-            except InvalidInput as exc:
-                assert_documented(exc, lines=True)
-                assert (count(db, StockEvent), count(db, IngestBatch)) == before
-
-    check()
+    fuzz_import(
+        rollback,
+        st.one_of(any_text(), csv_files(stock_csv.COLUMNS, STOCK_GOOD)),
+        lambda text: stock_csv.import_events(db, manager, text),
+        lines=True,
+        refusals=(InvalidInput,),
+        unchanged=lambda: (count(db, StockEvent), count(db, IngestBatch)),
+    )
 
 
 # --- needs ---------------------------------------------------------------------------------------
@@ -510,17 +501,13 @@ def test_needs_import_refuses_bad_files_by_line(
 ) -> None:
     """(Like the registry import, it creates good rows in savepoints and its caller rolls back.)"""
     focal_point = actors["fp_tha"].principal
-
-    @ON_DB
-    @given(text=st.one_of(any_text(), csv_files(needs_csv.COLUMNS, NEED_GOOD)))
-    def check(text: str) -> None:
-        with rollback():
-            try:
-                needs_csv.import_needs(db, focal_point, text)
-            except InvalidInput as exc:
-                assert_documented(exc, lines=True)
-
-    check()
+    fuzz_import(
+        rollback,
+        st.one_of(any_text(), csv_files(needs_csv.COLUMNS, NEED_GOOD)),
+        lambda text: needs_csv.import_needs(db, focal_point, text),
+        lines=True,
+        refusals=(InvalidInput,),
+    )
 
 
 # --- mutual aid ----------------------------------------------------------------------------------
@@ -648,19 +635,47 @@ def mutated(draw: st.DrawFn, document: dict[str, Any]) -> Any:
     return doc
 
 
-def refused_as_documented(call: Callable[[], Any]) -> DomainError | None:
-    """Run an import: it is accepted, or refused with a documented domain error (Conflict, NotFound
-    and PermissionDenied as each resource documents; InvalidInput naming every field)."""
+def refused_as_documented(
+    call: Callable[[], Any], *, lines: bool = False, refusals: tuple[type[DomainError], ...] = (DomainError,)
+) -> DomainError | None:
+    """Run an import: it is accepted, or refused with a documented domain error of `refusals`
+    (Conflict, NotFound and PermissionDenied as each resource documents; InvalidInput naming every
+    field, and its line with `lines`). Any other error fails the test."""
     refused: DomainError | None = None
     try:
         call()
-    except DomainError as exc:
+    except refusals as exc:
         refused = exc
     if isinstance(refused, InvalidInput):
-        assert_documented(refused, lines=False)
+        assert_documented(refused, lines=lines)
     elif refused is not None:
         assert str(refused).strip()
     return refused
+
+
+def fuzz_import(
+    rollback: Callable[[], AbstractContextManager[None]],
+    inputs: st.SearchStrategy[Any],
+    apply: Callable[[Any], object],
+    *,
+    lines: bool = False,
+    refusals: tuple[type[DomainError], ...] = (DomainError,),
+    unchanged: Callable[[], object] | None = None,
+) -> None:
+    """`apply` every input drawn, each in a savepoint rolled back after it: accepted, or refused as
+    documented (`refused_as_documented`); with `unchanged`, what it reads is the same after a
+    refusal (nothing half-written)."""
+
+    @ON_DB
+    @given(value=inputs)
+    def check(value: Any) -> None:
+        with rollback():
+            before = unchanged() if unchanged is not None else None
+            refused = refused_as_documented(lambda: apply(value), lines=lines, refusals=refusals)
+            if refused is not None and unchanged is not None:
+                assert unchanged() == before
+
+    check()
 
 
 def _stock(db: Session, region: Region, actor: Principal) -> None:
@@ -685,17 +700,12 @@ def test_inventory_report_import_accepts_or_refuses_any_document(
     base = inventory_report.export_report(db, manager, "THA-HO-0001", CountType.SNAPSHOT)
     base.pop("identifier")
 
-    @ON_DB
-    @given(body=st.one_of(json_values, mutated(base)))
-    def check(body: Any) -> None:
-        with rollback():
-            before = count(db, StockEvent)
-            if isinstance(
-                refused_as_documented(lambda: inventory_report.import_report(db, manager, body)), DomainError
-            ):
-                assert count(db, StockEvent) == before
-
-    check()
+    fuzz_import(
+        rollback,
+        st.one_of(json_values, mutated(base)),
+        lambda body: inventory_report.import_report(db, manager, body),
+        unchanged=lambda: count(db, StockEvent),
+    )
 
 
 lot_numbers = (
@@ -768,13 +778,11 @@ def test_supply_request_import_accepts_or_refuses_any_document(
         "entry": [{"resource": base}, {"resource": base}],
     }
 
-    @ON_DB
-    @given(body=st.one_of(json_values, mutated(base), mutated(bundle)))
-    def check(body: Any) -> None:
-        with rollback():  # (a Bundle refused half-way is undone by the caller's transaction)
-            refused_as_documented(lambda: supply_request.import_requests(db, focal_point, body))
-
-    check()
+    fuzz_import(  # (a Bundle refused half-way is undone by the caller's transaction)
+        rollback,
+        st.one_of(json_values, mutated(base), mutated(bundle)),
+        lambda body: supply_request.import_requests(db, focal_point, body),
+    )
 
 
 external_ids = st.none() | st.text(
@@ -867,17 +875,12 @@ def test_supply_delivery_import_accepts_or_refuses_any_document(
         base = _receipt_bundle(delivered)
     single = copy.deepcopy(base["entry"][0]["resource"])
 
-    @ON_DB
-    @given(body=st.one_of(json_values, mutated(base), mutated(single)))
-    def check(body: Any) -> None:
-        with rollback():
-            before = count(db, StockEvent)
-            if isinstance(
-                refused_as_documented(lambda: supply_delivery.import_receipt(db, manager, body)), DomainError
-            ):
-                assert count(db, StockEvent) == before
-
-    check()
+    fuzz_import(
+        rollback,
+        st.one_of(json_values, mutated(base), mutated(single)),
+        lambda body: supply_delivery.import_receipt(db, manager, body),
+        unchanged=lambda: count(db, StockEvent),
+    )
 
 
 @st.composite
